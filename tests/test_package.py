@@ -1,0 +1,69 @@
+"""The package as a user gets it: every public name at the top level, and a wheel that installs into a clean venv."""
+import importlib, os, sys
+from pathlib import Path
+import pytest
+from conftest import ROOT, run
+
+import fastnote
+from fastnote._modidx import d as modidx
+
+
+def exported_modules()->list:
+    "The modules nbdev exported from the notebooks, e.g. `fastnote.sgd`."
+    return sorted(modidx['syms'])
+
+
+def test_every_module_is_indexed():
+    on_disk = {f'fastnote.{p.stem}' for p in (ROOT/'fastnote').glob('*.py') if not p.name.startswith('_')}
+    assert on_disk == set(exported_modules()), "a module in fastnote/ is not in _modidx: run nbdev-export"
+
+
+@pytest.mark.parametrize('module', exported_modules())
+def test_public_names_import_from_top_level(module):
+    "`from fastnote import X` works for every name in every module's `__all__`, and is the same object."
+    mod = importlib.import_module(module)
+    assert mod.__all__, f"{module} exports nothing"
+    missing = [n for n in mod.__all__ if getattr(fastnote, n, None) is not getattr(mod, n)]
+    assert not missing, f"{missing} from {module} are not importable from fastnote: add `from .{module.split('.')[-1]} import *` to fastnote/__init__.py"
+
+
+def test_version_matches_metadata():
+    from importlib.metadata import version
+    assert fastnote.__version__ == version('fastnote')
+    assert all(part.isdigit() for part in fastnote.__version__.split('.'))
+
+
+@pytest.fixture(scope='module')
+def clean_venv(tmp_path_factory):
+    "A new venv with CPU torch and fastnote installed from a freshly built wheel, and nothing else of ours."
+    tmp = tmp_path_factory.mktemp('wheel')
+    res = run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '-q', '-w', str(tmp/'dist'), str(ROOT)], cwd=tmp)
+    assert res.returncode == 0, f"building the wheel failed:\n{res.stdout}\n{res.stderr}"
+    wheels = list((tmp/'dist').glob('fastnote-*.whl'))
+    assert len(wheels) == 1, wheels
+    venv = tmp/'venv'
+    assert run([sys.executable, '-m', 'venv', str(venv)], cwd=tmp).returncode == 0
+    py = venv/'bin'/'python'
+    for spec in (['torch==2.13.0'], [str(wheels[0])]):
+        res = run([str(py), '-m', 'pip', 'install', '-q', *spec], cwd=tmp)
+        assert res.returncode == 0, f"pip install {spec} failed:\n{res.stdout}\n{res.stderr}"
+    return venv, wheels[0]
+
+
+def test_wheel_installs_and_imports(clean_venv):
+    venv, wheel = clean_venv
+    code = "import fastnote, torch; from fastnote import sgd_step; print(fastnote.__version__, fastnote.__file__)"
+    res = run([str(venv/'bin'/'python'), '-c', code], cwd=venv)   # not the repo: the installed copy must be found
+    assert res.returncode == 0, res.stderr
+    version, location = res.stdout.split()
+    assert version == fastnote.__version__ and wheel.name.startswith(f'fastnote-{version}-')
+    assert str(venv) in location, f"imported {location}, not the installed wheel"
+
+
+def test_demo_without_optional_dependency_says_what_to_install(clean_venv):
+    "scikit-learn is not a runtime dependency: the demo names it in one line instead of a traceback."
+    venv, _ = clean_venv
+    res = run([str(venv/'bin'/'fastnote-demo'), '--epochs', '1', '--out', str(venv/'out')], cwd=venv)
+    assert res.returncode != 0
+    assert 'pip install scikit-learn' in res.stdout + res.stderr
+    assert 'Traceback' not in res.stderr, res.stderr
