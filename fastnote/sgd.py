@@ -14,7 +14,7 @@ import torch
 def sgd_step(
     params:list, # parameter tensors, updated in place
     grads:list, # one gradient per parameter, same shapes
-    lr:float, # learning rate $\eta$
+    lr:float, # learning rate
 )->None:
     "Take one gradient-descent step on every tensor in `params` at once: `p -= lr * g`."
     if len(params) != len(grads):

@@ -8,6 +8,13 @@ NBS = ROOT/'nbs'
 sys.path.insert(0, str(ROOT/'tools'))   # tools/docs.py: the offline site and README builder
 
 
+SUMMARY = []   # lines the test modules want printed at the end of the run (figures, not verdicts)
+
+
+def pytest_terminal_summary(terminalreporter):
+    for line in SUMMARY: terminalreporter.write_line(line)
+
+
 def notebooks():
     "Every chapter notebook in nbs/, in order."
     return sorted(p for p in NBS.glob('*.ipynb') if not p.name.startswith(('_', '.')))

@@ -5,11 +5,11 @@ typeset, each exported name has its API entry where nbdev's links point (`page.h
 a page and an anchor that exist, and search finds words from the chapters. Outside CI a missing browser skips the
 browser part; in CI (`CI=true`) it is a failure.
 """
-import functools, html.parser, http.server, importlib, inspect, os, shutil, threading
+import functools, html.parser, http.server, importlib, inspect, os, shutil, threading, time
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 import pytest
-from conftest import ROOT
+from conftest import ROOT, SUMMARY
 
 from fastnote._modidx import d as modidx
 
@@ -22,8 +22,10 @@ SEARCHES = {'curvature': 'sgd.html', 'softmax': 'demo.html'}
 @pytest.fixture(scope='module')
 def site(tmp_path_factory):
     from docs import build_site
-    tmp = tmp_path_factory.mktemp('site')
-    return build_site(out=tmp/'_docs', work=tmp/'_build')
+    tmp, start = tmp_path_factory.mktemp('site'), time.perf_counter()
+    out = build_site(out=tmp/'_docs', work=tmp/'_build')
+    SUMMARY.append(f"docs site: built offline in {time.perf_counter() - start:.1f} s, {len(pages(out))} pages")
+    return out
 
 
 def pages(site:Path)->list:
@@ -153,6 +155,8 @@ def test_every_page_in_the_browser(site, server, browser):
         if math[0] != math[1]: problems.append(f'{math[0] - math[1]} of {math[0]} formulas not typeset')
         report += [f'{path}: {p}' for p in problems]
     assert not report, '\n'.join(report)
+    SUMMARY.append(f"docs site: {len(pages(site))} pages checked in {browser.browser_type.name} {browser.version}, "
+                   f"{typeset} formulas typeset")
     assert typeset > 0, "no page has typeset math: the chapters' formulas are missing"
     probe.ctx.close()
 

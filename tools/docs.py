@@ -82,7 +82,7 @@ def relink(md:str, pages:dict, base_url:str, to:str)->str:
             if to == 'readme': target = f"nbs/{nb}" + (f"#{anchor}" if anchor else '')
             else: target = f"{pages[nb]}.ipynb" + (f"#{anchor}" if anchor else '')
         return f"{m.group(1)}({target})"
-    return re.sub(r'(\]|\]\s*)\(([^)\s]+)\)', fix, md)
+    return re.sub(r'(\])\(([^)\s]+)\)', fix, md)
 
 
 def read_front_matter(src:str)->dict:
@@ -117,6 +117,7 @@ def page_cells(proc_nb:dict, pages:dict, base_url:str, to:str):
             continue
         if not code.strip() and not outputs: continue
         tags = ['remove-input'] if opts.get('echo') == 'false' else []
+        if opts.get('code-summary'): tags.append('exported-source')   # nbdev's `#| exports` cells
         cells.append(('code', code, outputs, tags))
     return title, desc, cells
 
@@ -192,10 +193,12 @@ def build_site(out=ROOT/'_docs', work=ROOT/'_build')->Path:
     out, work = Path(out).resolve(), Path(work).resolve()
     pages = notebook_pages()
     write_sources(process_notebooks(), work/'site_src', pages)
-    if out.exists(): shutil.rmtree(out)
+    html = work/'html'   # myst-nb writes its image files beside Sphinx's output folder: keep both in `work`
     args = ['-b', 'html', '-q', '-W', '--keep-going', '-c', str(SPHINX_CONF), '-d', str(work/'doctrees'),
-            str(work/'site_src'), str(out)]
-    if build_main(args) != 0: raise SystemExit(f"Sphinx failed to build the site (see the messages above)")
+            str(work/'site_src'), str(html)]
+    if build_main(args) != 0: raise SystemExit("Sphinx failed to build the site (see the messages above)")
+    if out.exists(): shutil.rmtree(out)
+    shutil.copytree(html, out)
     return out
 
 
