@@ -5,7 +5,7 @@ typeset, each exported name has its API entry where nbdev's links point (`page.h
 a page and an anchor that exist, and search finds words from the chapters. Outside CI a missing browser skips the
 browser part; in CI (`CI=true`) it is a failure.
 """
-import functools, html.parser, http.server, importlib, inspect, os, shutil, threading, time
+import functools, html.parser, http.server, importlib, inspect, os, re, shutil, threading, time
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 import pytest
@@ -78,11 +78,13 @@ def test_api_docs_where_nbdev_links_point(site):
             page, _, anchor = link.partition('#')
             text = (site/page).read_text(encoding='utf-8')
             assert f'id="{anchor}"' in text, f"{sym}: no element with id {anchor!r} on {page}"
-            name = sym.split('.')[-1]
-            assert f'<span class="nf">{name}</span>' in text, f"{sym}: its signature is not shown on {page}"
-            doc = inspect.getdoc(getattr(mod, name)) or ''
-            first_words = doc.split('`')[0].strip()[:30]
-            assert first_words and first_words in text, f"{sym}: its docstring is not shown on {page}"
+            qualname = sym[len(module) + 1:]                      # `sgd_step`, or `Optimizer.step` for a method
+            name = qualname.split('.')[-1]
+            assert re.search(rf'<span class="n[fc]">{re.escape(name)}</span>', text), f"{sym}: no signature on {page}"
+            doc = inspect.getdoc(functools.reduce(getattr, qualname.split('.'), mod)) or ''
+            plain = re.match(r'[\w ,.-]*', doc).group(0).strip()  # the docstring's words before any markup
+            assert len(plain) >= 10, f"{sym}: its docstring is missing or starts with markup: {doc[:40]!r}"
+            assert plain in text, f"{sym}: its docstring is not shown on {page}"
 
 
 def find_chromium():

@@ -14,7 +14,6 @@ nb_merge_streams = True
 myst_enable_extensions = ['dollarmath', 'amsmath', 'colon_fence', 'attrs_inline']
 myst_heading_anchors = 4                # `page.html#sgd_step`, as nbdev's links expect
 myst_heading_slug_func = 'docs.quarto_slug'
-suppress_warnings = ['misc.highlighting_failure']
 
 html_theme = 'sphinx_book_theme'
 html_title = 'fastnote'
@@ -25,4 +24,5 @@ html_css_files = ['fastnote.css']
 html_theme_options = dict(show_toc_level=2, home_page_in_toc=True, use_download_button=False,
                           use_fullscreen_button=False)
 html_show_sourcelink = False
+html_use_index = False                  # no Sphinx domain objects: the index page would be empty
 html_copy_source = False
