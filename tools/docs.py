@@ -38,7 +38,9 @@ def doc_url()->str:
     return f"{cfg.doc_host}{cfg.doc_baseurl.rstrip('/')}/" if cfg.doc_host else ''
 
 
-def source(cell)->str: return ''.join(cell['source']) if isinstance(cell['source'], list) else cell['source']
+def joined(text)->str:
+    "Notebook text fields are a string or a list of lines."
+    return ''.join(text) if isinstance(text, list) else text
 
 
 _re_option = re.compile(r'^#\|\s*([\w-]+)\s*:\s*(.*?)\s*$')
@@ -69,56 +71,51 @@ def quarto_md_to_myst(md:str)->str:
 def relink(md:str, pages:dict, base_url:str, to:str)->str:
     "Point links at notebooks or at the hosted docs to the right target: `to` is 'site' or 'readme'."
     def fix(m):
-        target = m.group(2)
-        if base_url and target.startswith(base_url):
-            rel = target[len(base_url):]
-            page, _, anchor = rel.partition('#')
-            page = page.removesuffix('.html').removesuffix('.md') or 'index'
+        page, sep, anchor = m.group(1).partition('#')
+        if base_url and page.startswith(base_url):       # nbdev's absolute link to a name on the hosted docs
             if to == 'readme': return m.group(0)
-            target = f"{page}.ipynb" + (f"#{anchor}" if anchor else '')
-        else:
-            nb, _, anchor = target.partition('#')
-            if nb not in pages: return m.group(0)
-            if to == 'readme': target = f"nbs/{nb}" + (f"#{anchor}" if anchor else '')
-            else: target = f"{pages[nb]}.ipynb" + (f"#{anchor}" if anchor else '')
-        return f"{m.group(1)}({target})"
-    return re.sub(r'(\])\(([^)\s]+)\)', fix, md)
+            page = page[len(base_url):].removesuffix('.html').removesuffix('.md') or 'index'
+        elif page in pages:                              # a link to a notebook, as editors write it
+            page = f'nbs/{page}' if to == 'readme' else pages[page]
+        else: return m.group(0)
+        return f"]({page}{'.ipynb' if to == 'site' else ''}{sep}{anchor})"
+    return re.sub(r'\]\(([^)\s]+)\)', fix, md)
 
 
 def read_front_matter(src:str)->dict:
+    "The YAML block nbdev puts in a raw cell at the top of a processed notebook."
     import yaml
     return yaml.safe_load(src.strip().strip('-')) or {}
+
+
+def code_page_cell(cell, pages:dict, base_url:str, to:str):
+    "What a processed code cell shows: `(kind, source, outputs, tags)`, or None when it shows nothing."
+    opts, code = split_options(joined(cell['source']))
+    if opts.get('include') == 'false': return None
+    outputs = [] if opts.get('output') == 'false' else cell.get('outputs', [])
+    markdown_out = [joined(o['data']['text/markdown']) for o in outputs if 'text/markdown' in o.get('data', {})]
+    if opts.get('echo') == 'false' and opts.get('output') == 'asis' and markdown_out:
+        # show_doc: its markdown becomes part of the page, so its heading is a real section with an anchor
+        md = re.sub(r'^\s*---\s*\n', '', '\n\n'.join(markdown_out))   # Quarto's rule above each entry
+        return 'markdown', relink(quarto_md_to_myst(md), pages, base_url, to), [], []
+    if not code.strip() and not outputs: return None
+    tags = ['remove-input'] if opts.get('echo') == 'false' else []
+    if opts.get('code-summary'): tags.append('exported-source')   # nbdev's `#| exports` cells
+    return 'code', code, outputs, tags
 
 
 def page_cells(proc_nb:dict, pages:dict, base_url:str, to:str):
     "Title, description and cells (`(kind, source, outputs, tags)`) of a processed notebook, ready for `to`."
     title, desc, cells = '', '', []
     for cell in proc_nb['cells']:
-        src = source(cell)
+        src = joined(cell['source'])
         if cell['cell_type'] == 'raw' and src.lstrip().startswith('---'):
             fm = read_front_matter(src)
             title, desc = fm.get('title', ''), fm.get('description', '')
-            continue
-        if cell['cell_type'] == 'markdown':
-            if src.strip().startswith('<!-- WARNING'): continue
+        elif cell['cell_type'] == 'markdown' and not src.strip().startswith('<!-- WARNING'):
             cells.append(('markdown', relink(quarto_md_to_myst(src), pages, base_url, to), [], []))
-            continue
-        if cell['cell_type'] != 'code': continue
-        opts, code = split_options(src)
-        outputs = cell.get('outputs', [])
-        if opts.get('include') == 'false': continue
-        if opts.get('output') == 'false': outputs = []
-        markdown_out = [o for o in outputs if 'text/markdown' in o.get('data', {})]
-        if opts.get('echo') == 'false' and opts.get('output') == 'asis' and markdown_out:
-            # show_doc: its markdown becomes part of the page, so its heading is a real section with an anchor
-            md = '\n\n'.join(source(dict(source=o['data']['text/markdown'])) for o in markdown_out)
-            md = re.sub(r'^\s*---\s*\n', '', md)   # Quarto's rule above each entry; a heading separates them here
-            cells.append(('markdown', relink(quarto_md_to_myst(md), pages, base_url, to), [], []))
-            continue
-        if not code.strip() and not outputs: continue
-        tags = ['remove-input'] if opts.get('echo') == 'false' else []
-        if opts.get('code-summary'): tags.append('exported-source')   # nbdev's `#| exports` cells
-        cells.append(('code', code, outputs, tags))
+        elif cell['cell_type'] == 'code' and (shown := code_page_cell(cell, pages, base_url, to)):
+            cells.append(shown)
     return title, desc, cells
 
 
@@ -141,10 +138,10 @@ def to_site_notebook(proc_nb:dict, pages:dict, base_url:str, toc:list=None)->dic
 
 def output_text(o)->str:
     "The text of a code cell output, for the README ('' for images and other rich outputs)."
-    if o.get('output_type') == 'stream': return source(dict(source=o['text']))
+    if o.get('output_type') == 'stream': return joined(o['text'])
     data = o.get('data', {})
     for mime in ('text/markdown', 'text/plain'):
-        if mime in data: return source(dict(source=data[mime]))
+        if mime in data: return joined(data[mime])
     return ''
 
 
