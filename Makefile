@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test docs bench nbs readme export clean
+.PHONY: setup demo test docs serve bench nbs readme export clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,10 @@ test: setup
 ## the documentation site, into _docs/
 docs: setup
 	$(BIN)/python tools/docs.py site _docs
+
+## the site at http://127.0.0.1:8000 (search and math work best over http)
+serve: docs
+	$(BIN)/python -m http.server --bind 127.0.0.1 --directory _docs 8000
 
 ## benchmark ratios
 bench: setup

@@ -56,6 +56,14 @@ def test_site_has_every_chapter(site):
     assert (site/'_static'/'mathjax'/'tex-chtml.js').exists(), "MathJax is not served from the site"
 
 
+def test_page_sources_are_valid_notebooks(site):
+    "What Sphinx reads passes nbformat's validation (execution metadata from nbdev's run would not)."
+    import nbformat
+    sources = sorted((site.parent/'_build'/'site_src').glob('*.ipynb'))
+    assert sources
+    for path in sources: nbformat.validate(nbformat.read(path, as_version=4))
+
+
 def test_internal_links_resolve(site):
     "Every link inside the site goes to a file that exists and, when it names an anchor, to an id on that page."
     parsed, broken = {p: parse(site/p) for p in pages(site)}, []
