@@ -50,6 +50,13 @@ def clean_venv(tmp_path_factory):
     return venv, wheels[0]
 
 
+def test_wheel_holds_only_the_package(clean_venv):
+    import zipfile
+    _, wheel = clean_venv
+    tops = {name.split('/')[0] for name in zipfile.ZipFile(wheel).namelist()}
+    assert tops == {'fastnote', wheel.name.split('-py3')[0] + '.dist-info'}, tops
+
+
 def test_wheel_installs_and_imports(clean_venv):
     venv, wheel = clean_venv
     code = "import fastnote, torch; from fastnote import sgd_step; print(fastnote.__version__, fastnote.__file__)"
