@@ -8,7 +8,7 @@ Docs: https://fastnote.github.io/fastnote/demo.html.md"""
 __all__ = ['load_digits_split', 'train_digits', 'plot_losses', 'fastnote_demo']
 
 # %% ../nbs/99_demo.ipynb #00000003
-import sys, time
+import time
 from pathlib import Path
 import torch
 import torch.nn.functional as F

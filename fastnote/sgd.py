@@ -18,5 +18,6 @@ def sgd_step(
 )->None:
     "Take one gradient-descent step on every tensor in `params` at once: `p -= lr * g`."
     if len(params) != len(grads):
-        raise ValueError(f"sgd_step got {len(params)} parameters but {len(grads)} gradients; expected one gradient per parameter")
+        raise ValueError(f"sgd_step got {len(params)} parameters but {len(grads)} gradients: "
+                         "expected one gradient per parameter")
     if params: torch._foreach_add_(params, grads, alpha=-lr)
