@@ -16,8 +16,9 @@ def pytest_terminal_summary(terminalreporter):
 
 
 def notebooks():
-    "Every chapter notebook in nbs/, in order."
-    return sorted(p for p in NBS.glob('*.ipynb') if not p.name.startswith(('_', '.')))
+    "Every notebook in nbs/, in the order of the site's pages."
+    from docs import notebook_pages
+    return [NBS/name for name in notebook_pages()]
 
 
 def venv_bin(name:str)->str:

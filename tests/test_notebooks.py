@@ -7,7 +7,7 @@ from conftest import notebooks
 
 
 def run_notebook(path:Path):
-    "Execute the cells `nbdev-test` would run; returns `(notebook with fresh outputs, error report or None)`."
+    "Execute the cells `nbdev-test` would run; returns `(notebook with fresh outputs, indices run, error report or None)`."
     from execnb.shell import CaptureShell
     from fastcore.xtras import working_directory
     from nbdev.config import get_config
