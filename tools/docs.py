@@ -9,7 +9,7 @@ what Sphinx + myst-nb read: the front matter becomes a title, Quarto cell option
 become links between pages, and pages are named as nbdev names them (`01_sgd.ipynb` -> `sgd.html`) so that
 `page.html#symbol` links work. Sphinx renders the stored outputs; nothing is executed at render time.
 """
-import json, os, re, shutil, sys
+import json, re, shutil, sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,13 +136,12 @@ def to_site_notebook(proc_nb:dict, pages:dict, base_url:str, toc:list=None)->dic
                                          language_info=dict(name='python')), nbformat=4, nbformat_minor=5)
 
 
-def output_text(o)->str:
-    "The text of a code cell output, for the README ('' for images and other rich outputs)."
-    if o.get('output_type') == 'stream': return joined(o['text'])
+def output_markdown(o)->str:
+    "A code cell output as README markdown: markdown as is, text fenced, '' for images and other rich outputs."
     data = o.get('data', {})
-    for mime in ('text/markdown', 'text/plain'):
-        if mime in data: return joined(data[mime])
-    return ''
+    if 'text/markdown' in data: return joined(data['text/markdown']).rstrip()
+    txt = joined(o['text']) if o.get('output_type') == 'stream' else joined(data.get('text/plain', ''))
+    return f"```\n{txt.rstrip()}\n```" if txt.strip() else ''
 
 
 def readme_text(proc_nb:dict, pages:dict, base_url:str)->str:
@@ -153,19 +152,16 @@ def readme_text(proc_nb:dict, pages:dict, base_url:str)->str:
     for kind, src, outputs, _ in cells:
         if kind == 'markdown': parts.append(src.strip()); continue
         parts.append(f"```python\n{src.strip()}\n```")
-        for o in outputs:
-            txt = output_text(o).rstrip()
-            if not txt: continue
-            is_md = 'text/markdown' in o.get('data', {})
-            parts.append(txt if is_md else f"```\n{txt}\n```")
+        parts += [output_markdown(o) for o in outputs]
     return '\n\n'.join(p for p in parts if p) + '\n'
 
 
 def process_notebooks(file_glob:str='')->Path:
     "Run nbdev's notebook processing on `nbs/` (no Quarto involved); returns the folder of processed notebooks."
+    from fastcore.xtras import working_directory
     from nbdev.serve import proc_nbs
-    os.chdir(ROOT)
-    return Path(proc_nbs(str(NBS), n_workers=0, force=True, file_glob=file_glob))
+    with working_directory(ROOT):   # nbdev's processors read the config of the current folder
+        return Path(proc_nbs(str(NBS), n_workers=0, force=True, file_glob=file_glob))
 
 
 def notebook_pages()->dict:
