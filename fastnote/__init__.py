@@ -1,4 +1,14 @@
+"""A literate PyTorch library that explains and implements the training process
+
+Modules:
+
+- `fastnote.optimizer`: The update rule every fastnote optimizer ends with, and `Optimizer`: a `torch.optim.Optimizer` composed of small multi-tensor functions, the steppers."""
+
 __version__ = "0.0.1"
 
-from .sgd import *
+from .optimizer import *
+from .decay import *
+from .momentum import *
+from .rmsprop import *
+from .adam import *
 from .demo import *

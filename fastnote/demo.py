@@ -1,4 +1,4 @@
-"""What `make demo` runs: a small model trained on real handwritten digits with nothing but the SGD chapter.
+"""What `make demo` runs: a small model trained on real handwritten digits with fastnote's optimizers.
 
 Docs: https://fastnote.github.io/fastnote/demo.html.md"""
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from fastcore.script import call_parse
-from .sgd import sgd_step
+from .momentum import SGD
 
 # %% ../nbs/99_demo.ipynb #00000006
 def load_digits_split(
@@ -35,24 +35,27 @@ def load_digits_split(
 # %% ../nbs/99_demo.ipynb #00000009
 def train_digits(
     epochs:int=10, # passes over the training images
-    lr:float=0.5, # learning rate of `sgd_step`
+    lr:float=0.5, # learning rate
     bs:int=64, # mini-batch size
     seed:int=0, # seed of the weights and the shuffling
     verbose:bool=True, # print a line per epoch
+    opt_func=SGD, # makes the optimizer: `opt_func(params, lr=lr)`
 ):
-    "Train a softmax classifier on the digits with `sgd_step`; returns per-batch losses and per-epoch results."
+    "Train a softmax classifier on the digits with `opt_func`; returns per-batch losses and per-epoch results."
     x_train, y_train, x_valid, y_valid = load_digits_split()
     g = torch.Generator().manual_seed(seed)
     w = (torch.randn(64, 10, generator=g) * 0.01).requires_grad_()
     b = torch.zeros(10, requires_grad=True)
+    opt = opt_func([w, b], lr=lr)
     batch_losses, epochs_log = [], []
     if verbose: print(f"{'epoch':>5} {'train_loss':>10} {'valid_loss':>10} {'accuracy':>8} {'time':>6}")
     for epoch in range(epochs):
         start = time.perf_counter()
         for idx in torch.randperm(len(x_train), generator=g).split(bs):
             loss = F.cross_entropy(x_train[idx] @ w + b, y_train[idx])
-            grads = torch.autograd.grad(loss, [w, b])
-            with torch.no_grad(): sgd_step([w, b], list(grads), lr)
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
             batch_losses.append(loss.item())
         with torch.no_grad():
             logits = x_valid @ w + b
@@ -78,7 +81,7 @@ def plot_losses(
     per_epoch = len(batch_losses) / len(epochs_log)
     ax.plot([per_epoch * (i + 1) for i in range(len(epochs_log))], [r['valid_loss'] for r in epochs_log],
             marker='o', label='valid (per epoch)')
-    ax.set(xlabel='batch', ylabel='cross-entropy', title='Softmax regression on the digits, plain SGD')
+    ax.set(xlabel='batch', ylabel='cross-entropy', title='Softmax regression on the digits')
     ax.legend()
     if fname is not None: fig.savefig(fname, dpi=100, bbox_inches='tight')
     return fig
@@ -91,12 +94,12 @@ def fastnote_demo(
     bs:int=64, # mini-batch size
     out:str='demo_out', # folder for the loss plot
 ):
-    "Train a softmax classifier on scikit-learn's digits with fastnote's `sgd_step`, print per-epoch results, save a plot."
+    "Train a softmax classifier on scikit-learn's digits with fastnote's `SGD`, print per-epoch results, save a plot."
     import matplotlib
     matplotlib.use('Agg')
     from fastnote import __version__
     print(f"fastnote {__version__} demo: the Learner is not built yet, so this trains a softmax classifier on the "
-          f"8x8 digits with the bare SGD loop of the first chapter.")
+          f"8x8 digits with fastnote's SGD in a hand-written loop.")
     losses, log = train_digits(epochs=epochs, lr=lr, bs=bs)
     Path(out).mkdir(parents=True, exist_ok=True)
     fname = Path(out) / 'losses.png'
