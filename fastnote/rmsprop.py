@@ -7,13 +7,13 @@ Docs: https://fastnote.github.io/fastnote/rmsprop.html.md"""
 # %% auto #0
 __all__ = ['average_sqr_grad', 'rms_prop_step', 'RMSProp']
 
-# %% ../nbs/03_rmsprop.ipynb #7a01231b
+# %% ../nbs/03_rmsprop.ipynb #b8df70d8
 import torch
 from .optimizer import Optimizer
 from .decay import weight_decay, l2_reg
 from .momentum import average_grad
 
-# %% ../nbs/03_rmsprop.ipynb #cc12a70d
+# %% ../nbs/03_rmsprop.ipynb #9cc4d8dc
 def average_sqr_grad(
     g:list, # gradients
     sqr_mom:float, # weight of the old average
@@ -27,7 +27,7 @@ def average_sqr_grad(
 average_sqr_grad.defaults = dict(sqr_mom=0.99)
 average_sqr_grad.init_state = dict(sqr_avg=torch.zeros_like)
 
-# %% ../nbs/03_rmsprop.ipynb #09a52f9a
+# %% ../nbs/03_rmsprop.ipynb #f6d1ac52
 def rms_prop_step(
     p:list, # parameter tensors, updated in place
     g:list, # gradients
@@ -43,7 +43,7 @@ def rms_prop_step(
 
 rms_prop_step.defaults = dict(eps=1e-8)
 
-# %% ../nbs/03_rmsprop.ipynb #ed888397
+# %% ../nbs/03_rmsprop.ipynb #e9562b7d
 def RMSProp(
     params, # parameters or param groups
     lr:float, # learning rate
