@@ -19,7 +19,7 @@ def average_grad(
     grad_avg:list, # the moving average of gradients, one tensor per parameter, updated in place
     dampening:bool=False, # weigh the new gradient by `1-mom` instead of 1
     **_):
-    "Keep `grad_avg`, the moving average of gradients: `mom*grad_avg + g`, or `mom*grad_avg + (1-mom)*g` with `dampening`."
+    "Moving average of the gradients, kept in `grad_avg`: `mom*grad_avg + g`, or `mom*grad_avg + (1-mom)*g` with `dampening`."
     if dampening: torch._foreach_lerp_(grad_avg, g, 1 - mom)
     else:
         torch._foreach_mul_(grad_avg, mom)

@@ -28,7 +28,7 @@ def stepper_attr(
     stepper, # a stepper, or a `functools.partial` of one
     name:str, # 'defaults' or 'init_state'
 )->dict:
-    "The dict `name` that `stepper` declares, looking through `functools.partial`; empty if none."
+    "What a stepper declares: the dict `name`, looking through `functools.partial`; empty if none."
     while not hasattr(stepper, name) and isinstance(stepper, functools.partial): stepper = stepper.func
     return getattr(stepper, name, {})
 
@@ -39,7 +39,7 @@ def check_hyper(
     name:str, # hyper-parameter name, e.g. 'lr'
     value, # the value to check
 ):
-    "`value` as a float if it is valid for `name` (see `HYPER_RANGES`: `[low, high)`); raises naming both if not."
+    "Check a hyper-parameter: `value` as a float if it is valid for `name` (see `HYPER_RANGES`: `[low, high)`); raises naming both if not."
     if name not in HYPER_RANGES: return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r} of type {type(value).__name__}")
@@ -51,7 +51,7 @@ def check_hyper(
 
 # %% ../nbs/01_optimizer.ipynb #6384c961
 class Optimizer(torch.optim.Optimizer):
-    "A `torch.optim.Optimizer` whose update is `cbs`, steppers run in order on all parameters of a group at once."
+    "An optimizer made of steppers: a `torch.optim.Optimizer` whose update is `cbs`, run in order on all parameters of a group at once."
     block_size = 2**18   # values per stepper call (see "Taking a step"); None gives steppers a whole group at once
 
     def __init__(self,
@@ -139,15 +139,15 @@ def _splittable(p, st):
 
 # %% ../nbs/01_optimizer.ipynb #957beecc
 @patch
-@torch.no_grad()
 def step(self:Optimizer, closure=None):
     "Run every stepper on the parameters that have a gradient; `closure` re-evaluates the loss, as in torch."
     loss = None
     if closure is not None:
         with torch.enable_grad(): loss = closure()
-    for group in self.param_groups:
-        ps = [p for p in group['params'] if p.grad is not None]
-        if ps: self._step_group(group, ps)
+    with torch.no_grad():
+        for group in self.param_groups:
+            ps = [p for p in group['params'] if p.grad is not None]
+            if ps: self._step_group(group, ps)
     return loss
 
 @patch
@@ -155,7 +155,8 @@ def _step_group(self:Optimizer, group, ps):
     for p in ps:
         if p.grad.is_sparse: raise RuntimeError(f"fastnote's optimizers need dense gradients; a parameter of shape {tuple(p.shape)} has a sparse one")
     hypers = {k: v for k, v in group.items() if k != 'params'}
-    blocks = Blocks(ps, [self._state_of(p) for p in ps], self.block_size)
+    size = self.block_size if ps[0].device.type == 'cpu' else None   # GPU foreach kernels chunk lists themselves
+    blocks = Blocks(ps, [self._state_of(p) for p in ps], size)
     for sl in blocks.slices():
         p, g, state = blocks.p[sl], blocks.g[sl], {k: v[sl] for k, v in blocks.state.items()}
         for cb in self.cbs:

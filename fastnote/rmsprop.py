@@ -20,7 +20,7 @@ def average_sqr_grad(
     sqr_avg:list, # the moving average of squared gradients, one tensor per parameter, updated in place
     dampening:bool=True, # weigh the new square by `1-sqr_mom` instead of 1
     **_):
-    "Keep `sqr_avg`, the moving average of squared gradients: `sqr_mom*sqr_avg + (1-sqr_mom)*g**2`."
+    "Moving average of the squared gradients, kept in `sqr_avg`: `sqr_mom*sqr_avg + (1-sqr_mom)*g**2`."
     torch._foreach_mul_(sqr_avg, sqr_mom)
     torch._foreach_addcmul_(sqr_avg, g, g, value=1 - sqr_mom if dampening else 1.)
 
