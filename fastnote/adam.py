@@ -22,7 +22,8 @@ def step_stat(
     "Count the steps each parameter has taken, in the state `step`."
     return {'step': [s + 1 for s in step]}
 
-step_stat.init_state = dict(step=lambda p: 0)
+def _no_steps(p): return 0
+step_stat.init_state = dict(step=_no_steps)   # a named function: optimizers can be pickled
 
 # %% ../nbs/04_adam.ipynb #c61b0052
 def debias(

@@ -273,3 +273,18 @@ def _run_simple(make, shapes, n=5):
     opt = make(ps)
     for t in range(n): set_grads(ps, t); opt.step()
     return ps
+
+
+@pytest.mark.parametrize('name', PAIRS)
+def test_a_copy_continues_like_the_original(name):
+    "`copy.deepcopy` and `pickle` keep the steppers (torch's __getstate__ alone would drop them) and the state."
+    import copy, pickle
+    ps = make_params()
+    opt = PAIRS[name][0](groups(ps))
+    for t in range(5): set_grads(ps, t); opt.step()
+    for twin in (copy.deepcopy(opt), pickle.loads(pickle.dumps(opt))):
+        twin_ps = [p for g in twin.param_groups for p in g['params']]
+        assert twin.cbs == opt.cbs and all(torch.equal(a, b) for a, b in zip(twin_ps, ps))
+        for t in range(5, 10): set_grads(twin_ps, t); twin.step()
+        ref = train(PAIRS[name][0], n=10)
+        assert all(torch.equal(a, b) for a, b in zip(twin_ps, ref))
