@@ -36,7 +36,7 @@ def steppers_attr(
     cbs:list, # steppers
     name:str, # 'defaults' or 'init_state'
 )->dict:
-    "The dicts `name` of all steppers in `cbs` merged, later steppers winning."
+    "What a list of steppers declares: their dicts `name` merged, later steppers winning."
     return {k: v for cb in cbs for k, v in stepper_attr(cb, name).items()}
 
 # %% ../nbs/01_optimizer.ipynb #7c001a9d
