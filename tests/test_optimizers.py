@@ -288,3 +288,9 @@ def test_a_copy_continues_like_the_original(name):
         for t in range(5, 10): set_grads(twin_ps, t); twin.step()
         ref = train(PAIRS[name][0], n=10)
         assert all(torch.equal(a, b) for a, b in zip(twin_ps, ref))
+
+
+def test_a_stepper_missing_an_argument_is_refused_at_construction():
+    with pytest.raises(ValueError, match="sgd_step needs 'lr'"): Optimizer(make_params(shapes=[(2,)]), [sgd_step], mom=0.9)
+    with pytest.raises(ValueError, match="adam_step needs 'step'"):       # no step_stat to count the steps
+        Optimizer(make_params(shapes=[(2,)]), [functools.partial(average_grad, dampening=True), average_sqr_grad, adam_step], lr=1e-3)
