@@ -126,10 +126,11 @@ class Blocks:
     def __init__(self,
                  ps:list, # the parameters that have a gradient
                  states:list, # their state dicts
+                 names:list, # the state entries the steppers use
                  size:int|None): # values per block; None or 0 for one block of everything
         self.size, self.states, self.split = size, states, set()
         self.p, self.g, self.owner = [], [], []
-        self.state = {k: [] for k in (states[0] if states else {})}
+        self.state = {k: [] for k in names}
         for i, (p, st) in enumerate(zip(ps, states)):
             if size and p.numel() > size and _splittable(p, st): self._add_pieces(i, p, st)
             else:
@@ -184,7 +185,7 @@ def _step_group(self:Optimizer, group, ps):
         if p.grad.is_sparse: raise RuntimeError(f"fastnote's optimizers need dense gradients; a parameter of shape {tuple(p.shape)} has a sparse one")
     hypers = {k: v for k, v in group.items() if k != 'params'}
     size = self.block_size if ps[0].device.type == 'cpu' else None   # GPU foreach kernels chunk lists themselves
-    blocks = Blocks(ps, [self._state_of(p) for p in ps], size)
+    blocks = Blocks(ps, [self._state_of(p) for p in ps], list(self.init_state), size)
     for sl in blocks.slices():
         p, g, state = blocks.p[sl], blocks.g[sl], {k: v[sl] for k, v in blocks.state.items()}
         for cb in self.cbs:
