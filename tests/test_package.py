@@ -9,7 +9,7 @@ from fastnote._modidx import d as modidx
 
 
 def exported_modules()->list:
-    "The modules nbdev exported from the notebooks, e.g. `fastnote.sgd`."
+    "The modules nbdev exported from the notebooks, e.g. `fastnote.optimizer`."
     return sorted(modidx['syms'])
 
 

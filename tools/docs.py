@@ -6,7 +6,7 @@
 nbdev's own notebook processing (`nbdev.serve.proc_nbs`) does the nbdev part: hidden cells go, directives are
 stripped, `show_doc` is rendered, names in backticks become links. What it leaves for Quarto, this file turns into
 what Sphinx + myst-nb read: the front matter becomes a title, Quarto cell options become myst-nb tags, nbdev's links
-become links between pages, and pages are named as nbdev names them (`01_sgd.ipynb` -> `sgd.html`) so that
+become links between pages, and pages are named as nbdev names them (`02_momentum.ipynb` -> `momentum.html`) so that
 `page.html#symbol` links work. Sphinx renders the stored outputs; nothing is executed at render time.
 """
 import json, re, shutil, sys
@@ -26,7 +26,7 @@ def quarto_slug(text:str)->str:
 
 
 def page_name(nb_name:str)->str:
-    "The page nbdev gives a notebook: `01_sgd.ipynb` -> `sgd`."
+    "The page nbdev gives a notebook: `02_momentum.ipynb` -> `momentum`."
     from nbdev.config import nbpath2html
     return nbpath2html(Path(nb_name)).stem
 
