@@ -10,7 +10,7 @@ __all__ = ['HYPER_RANGES', 'sgd_step', 'stepper_attr', 'steppers_attr', 'check_h
            'check_arguments', 'Blocks']
 
 # %% ../nbs/01_optimizer.ipynb #2c1a76e7
-import functools, inspect, numbers
+import functools, inspect, math, numbers
 import torch
 from torch import Tensor
 from fastcore.basics import patch
@@ -51,6 +51,7 @@ def check_hyper(
     if name not in HYPER_RANGES: return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r} of type {type(value).__name__}")
+    if not math.isfinite(value): raise ValueError(f"{name} must be a finite number, got {value!r}")
     low, high = HYPER_RANGES[name]
     if not (value >= low and (high is None or value < high)):
         expected = f">= {low}" if high is None else f"in [{low}, {high})"

@@ -222,7 +222,7 @@ def _with_lrs(opt, lrs):
 BAD_HYPERS = [(SGD, dict(lr=-0.1), 'lr'), (SGD, dict(lr=0.1, mom=1.0), 'mom'), (SGD, dict(lr=0.1, wd=-1e-4), 'wd'),
               (RMSProp, dict(lr=0.1, sqr_mom=1.5), 'sqr_mom'), (RMSProp, dict(lr=0.1, eps=-1e-8), 'eps'),
               (Adam, dict(lr=1e-3, mom=-0.1), 'mom'), (Adam, dict(lr=1e-3, sqr_mom=1.0), 'sqr_mom'),
-              (Adam, dict(lr=float('nan')), 'lr')]
+              (Adam, dict(lr=float('nan')), 'lr'), (SGD, dict(lr=float('inf')), 'lr')]
 
 
 @pytest.mark.parametrize('make,kw,name', BAD_HYPERS)
