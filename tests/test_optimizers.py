@@ -294,3 +294,16 @@ def test_a_stepper_missing_an_argument_is_refused_at_construction():
     with pytest.raises(ValueError, match="sgd_step needs 'lr'"): Optimizer(make_params(shapes=[(2,)]), [sgd_step], mom=0.9)
     with pytest.raises(ValueError, match="adam_step needs 'step'"):       # no step_stat to count the steps
         Optimizer(make_params(shapes=[(2,)]), [functools.partial(average_grad, dampening=True), average_sqr_grad, adam_step], lr=1e-3)
+
+
+def test_a_stepper_that_replaces_tensor_state_is_stopped_when_blocks_cut_it():
+    "State tensors are cut into views for blocks, so a stepper must update them in place; a new tensor is refused."
+    def replace_avg(g, avg, **_): return {'avg': [a * 0.5 + x for a, x in zip(avg, g)]}   # new tensors, not in place
+    replace_avg.init_state = dict(avg=torch.zeros_like)
+    small, big = make_params(shapes=[(10,)]), make_params(shapes=[(10_000,)])
+    for ps in (small, big): set_grads(ps, 0)
+    opt = Optimizer(small, [replace_avg, sgd_step], lr=0.1)
+    opt.step()                                                    # whole tensors: stored as returned
+    assert torch.equal(opt.state[small[0]]['avg'], small[0].grad)
+    with pytest.raises(RuntimeError, match="new tensors for state 'avg'.*in place"):
+        Optimizer(big, [replace_avg, sgd_step], lr=0.1).step()
