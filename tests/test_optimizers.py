@@ -35,9 +35,10 @@ def groups(ps):
     return [{'params': ps[:2]}, {'params': ps[2:4], 'lr': 3e-3}, {'params': ps[4:]}]
 
 
-def train(make_opt, n=100, seed=0, drop=0., **kw):
+def train(make_opt, n=100, seed=0, drop=0., grouped=True, **kw):
+    "The parameters after `n` steps of `make_opt` (over the three `groups`, or one group if not `grouped`)."
     ps = make_params(seed, **kw)
-    opt = make_opt(groups(ps) if len(ps) > 4 else ps)
+    opt = make_opt(groups(ps) if grouped else ps)
     for t in range(n):
         set_grads(ps, t, drop)
         opt.step()
@@ -107,9 +108,9 @@ def test_each_optimizer_is_exactly_its_composition(name):
 def test_blocks_do_not_change_the_result(monkeypatch, block_size):
     "Cutting groups into cache-sized blocks is invisible: any block size gives the same bits as none."
     shapes = [(600, 500), (3, 5), (1000,)]                       # 300K values: more than the default 2**18
-    ref = train(PAIRS['adamw'][0], n=5, shapes=shapes)
+    ref = train(PAIRS['adamw'][0], n=5, grouped=False, shapes=shapes)
     monkeypatch.setattr(Optimizer, 'block_size', block_size)
-    assert all(torch.equal(x, y) for x, y in zip(ref, train(PAIRS['adamw'][0], n=5, shapes=shapes)))
+    assert all(torch.equal(x, y) for x, y in zip(ref, train(PAIRS['adamw'][0], n=5, grouped=False, shapes=shapes)))
 
 
 @pytest.mark.parametrize('name', PAIRS)
@@ -248,31 +249,27 @@ def test_unsupported_parameters_get_clear_errors():
     with pytest.raises(ValueError, match='empty'): Optimizer(make_params(shapes=[(2,)]), [], lr=0.1)
 
 
+SHAPE_LISTS = st.lists(st.lists(st.integers(1, 9), min_size=0, max_size=3).map(tuple), min_size=1, max_size=5)   # 1 to 5 tensors of 0 to 3 dims
+
+
 @settings(max_examples=25, deadline=None)
 @given(lr=st.floats(1e-5, 0.1), mom=st.floats(0., 0.99), sqr_mom=st.floats(0.5, 0.9999), eps=st.floats(1e-10, 1e-3),
        wd=st.floats(0., 0.5), decouple=st.booleans(),
-       shapes=st.lists(st.lists(st.integers(1, 9), min_size=0, max_size=3).map(tuple), min_size=1, max_size=5))
+       shapes=SHAPE_LISTS)
 def test_adam_matches_torch_for_any_hypers_and_shapes(lr, mom, sqr_mom, eps, wd, decouple, shapes):
     theirs = torch.optim.AdamW if decouple else torch.optim.Adam
-    a = _run_simple(lambda ps: Adam(ps, lr, mom, sqr_mom, eps, wd, decouple), shapes)
-    b = _run_simple(lambda ps: theirs(ps, lr, betas=(mom, sqr_mom), eps=eps, weight_decay=wd, foreach=True), shapes)
+    a = train(lambda ps: Adam(ps, lr, mom, sqr_mom, eps, wd, decouple), n=5, seed=1, grouped=False, shapes=shapes)
+    b = train(lambda ps: theirs(ps, lr, betas=(mom, sqr_mom), eps=eps, weight_decay=wd, foreach=True), n=5, seed=1, grouped=False, shapes=shapes)
     assert all(torch.equal(x, y) for x, y in zip(a, b))
 
 
 @settings(max_examples=25, deadline=None)
 @given(lr=st.floats(1e-5, 0.1), mom=st.floats(0., 0.99), wd=st.floats(0., 0.5),
-       shapes=st.lists(st.lists(st.integers(1, 9), min_size=0, max_size=3).map(tuple), min_size=1, max_size=5))
+       shapes=SHAPE_LISTS)
 def test_sgd_matches_torch_for_any_hypers_and_shapes(lr, mom, wd, shapes):
-    a = _run_simple(lambda ps: SGD(ps, lr, mom, wd, decouple_wd=False), shapes)
-    b = _run_simple(lambda ps: torch.optim.SGD(ps, lr, momentum=mom, weight_decay=wd, foreach=True), shapes)
+    a = train(lambda ps: SGD(ps, lr, mom, wd, decouple_wd=False), n=5, seed=1, grouped=False, shapes=shapes)
+    b = train(lambda ps: torch.optim.SGD(ps, lr, momentum=mom, weight_decay=wd, foreach=True), n=5, seed=1, grouped=False, shapes=shapes)
     assert all(torch.equal(x, y) for x, y in zip(a, b))
-
-
-def _run_simple(make, shapes, n=5):
-    ps = make_params(1, shapes=shapes)
-    opt = make(ps)
-    for t in range(n): set_grads(ps, t); opt.step()
-    return ps
 
 
 @pytest.mark.parametrize('name', PAIRS)
