@@ -11,4 +11,6 @@ from .decay import *
 from .momentum import *
 from .rmsprop import *
 from .adam import *
+from .callback import *
+from .learner import *
 from .demo import *

@@ -1,0 +1,55 @@
+"""`fastnote-demo` as a user runs it: the installed console script, in a subprocess, with what it prints and writes."""
+import re, sys
+from pathlib import Path
+import pytest
+from conftest import run
+
+pytest.importorskip('sklearn', reason="the demo's data comes from scikit-learn (fastnote's dev extra)")
+
+DEMO = Path(sys.executable).parent/'fastnote-demo'
+OPTIMIZERS = ('sgd', 'sgd_mom', 'rmsprop', 'adam', 'adamw')
+
+
+def demo(*args, cwd):
+    "Run `fastnote-demo *args` in `cwd`; the completed process, its output captured as text."
+    assert DEMO.exists(), f"no console script at {DEMO}: install the package (pip install -e '.[dev]')"
+    return run([str(DEMO), *map(str, args)], cwd=cwd, timeout=120)
+
+
+def is_png(path:Path)->bool: return path.is_file() and path.stat().st_size > 1000 and path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+def test_trains_prints_the_table_and_writes_the_plots(tmp_path):
+    out = tmp_path/'plots'
+    res = demo('--epochs', 2, '--out', out, '--no-bar', cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    lines = res.stdout.splitlines()
+    header = [i for i, l in enumerate(lines) if l.split() == ['epoch', 'train_loss', 'valid_loss', 'accuracy', 'time']]
+    assert len(header) == 1, res.stdout
+    rows = lines[header[0] + 1:header[0] + 3]
+    assert [r.split()[0] for r in rows] == ['0', '1'], res.stdout                 # one row per epoch
+    assert all(len(r.split()) == 5 for r in rows), rows
+    m = re.search(r'^final validation accuracy: ([\d.]+)', res.stdout, re.M)
+    assert m and float(m.group(1)) > 0.9, res.stdout
+    assert is_png(out/'loss.png') and is_png(out/'schedule.png'), sorted(out.iterdir())
+    assert 'Traceback' not in res.stderr, res.stderr
+
+
+def test_compare_ranks_the_five_optimizers(tmp_path):
+    res = demo('--compare', '--epochs', 1, '--out', tmp_path, '--no-bar', cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    board = res.stdout[res.stdout.index('leaderboard'):].splitlines()
+    ranked = [l.split()[1] for l in board[2:7]]                                   # title, header, then five rows
+    assert sorted(ranked) == sorted(OPTIMIZERS), res.stdout
+    assert is_png(tmp_path/'compare.png')
+
+
+@pytest.mark.parametrize('args,named', [(['--opt', 'nope'], "'nope'"), (['--epochs', '0'], '0'), (['--lr', '-1'], '-1')])
+def test_bad_option_is_one_line_not_a_traceback(tmp_path, args, named):
+    res = demo(*args, '--out', tmp_path/'out', cwd=tmp_path)
+    assert res.returncode != 0
+    err = res.stderr.strip()
+    assert 'Traceback' not in err and len(err.splitlines()) == 1, err
+    assert named in err, err
+    if args[0] == '--opt': assert all(o in err for o in OPTIMIZERS), err           # it says what would do
+    assert not (tmp_path/'out').exists()                                          # and stops before any work
