@@ -13,4 +13,5 @@ from .rmsprop import *
 from .adam import *
 from .callback import *
 from .learner import *
+from .schedule import *
 from .demo import *

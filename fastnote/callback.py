@@ -10,17 +10,17 @@ __all__ = ['EVENTS', 'INNER_EVENTS', 'TORCH_HYPERS', 'CancelException', 'CancelB
            'CancelStepException', 'Callback', 'TrainEvalCallback', 'DataLoaders', 'opt_hypers', 'set_opt_hypers',
            'trainable_params', 'Learner']
 
-# %% ../nbs/06_callbacks.ipynb #c83619f6
+# %% ../nbs/06_callbacks.ipynb #1116411e
 import math, numbers, re, warnings
 from contextlib import contextmanager
 from pathlib import Path
 from fastcore.basics import patch
 import torch
 from torch import nn
-from .optimizer import Optimizer, check_hyper
+from .optimizer import Optimizer, check_hyper, per_group
 from .adam import Adam
 
-# %% ../nbs/06_callbacks.ipynb #cd54a124
+# %% ../nbs/06_callbacks.ipynb #63fefd43
 EVENTS = ('after_create before_fit before_epoch before_train before_batch after_pred after_loss before_backward '
           'after_cancel_backward after_backward before_step after_cancel_step after_step after_cancel_batch after_batch '
           'after_cancel_train after_train before_validate after_cancel_validate after_validate after_cancel_epoch '
@@ -29,7 +29,7 @@ EVENTS = ('after_create before_fit before_epoch before_train before_batch after_
 INNER_EVENTS = frozenset('before_batch after_pred after_loss before_backward after_cancel_backward after_backward '
                          'before_step after_step after_cancel_batch after_batch'.split())   # as in fastai 2.8: not after_cancel_step
 
-# %% ../nbs/06_callbacks.ipynb #49be1361
+# %% ../nbs/06_callbacks.ipynb #38857d81
 class CancelException(Exception):
     "Base class of the exceptions a callback raises to cut a stage of the loop short."
 
@@ -48,7 +48,7 @@ class CancelBackwardException(CancelException):
 class CancelStepException(CancelException):
     "Skip the optimizer step: `after_cancel_step`, then `after_step` run."
 
-# %% ../nbs/06_callbacks.ipynb #e367c45e
+# %% ../nbs/06_callbacks.ipynb #d6d27979
 def _snake(name:str)->str: return re.sub(r'(?<=[a-z0-9])(?=[A-Z])', '_', name).lower()
 
 class Callback:
@@ -87,7 +87,7 @@ class Callback:
 
     def __repr__(self): return type(self).__name__
 
-# %% ../nbs/06_callbacks.ipynb #2183749a
+# %% ../nbs/06_callbacks.ipynb #6a4373a4
 class TrainEvalCallback(Callback):
     "Puts the model in train or eval mode and keeps the counters `epoch`, `train_iter` and `pct_train`."
     order, run_valid = -10, False
@@ -108,7 +108,7 @@ class TrainEvalCallback(Callback):
         self.learn.model.eval()
         self.learn.training = False
 
-# %% ../nbs/06_callbacks.ipynb #791ff757
+# %% ../nbs/06_callbacks.ipynb #dc54bcac
 class DataLoaders:
     "The training and validation data: any iterables of batches, usually `torch.utils.data.DataLoader`s."
     def __init__(self,
@@ -139,7 +139,7 @@ class DataLoaders:
     def __len__(self): return 2
     def __repr__(self): return f"DataLoaders(train={self.train!r}, valid={self.valid!r})"
 
-# %% ../nbs/06_callbacks.ipynb #66d7529d
+# %% ../nbs/06_callbacks.ipynb #25c40807
 # where fastnote's hyper-parameters live in torch's own optimizers: a key, or (key, index) inside a tuple like betas
 TORCH_HYPERS = {'lr': ('lr',), 'mom': ('momentum', ('betas', 0)), 'sqr_mom': ('alpha', ('betas', 1)),
                 'eps': ('eps',), 'wd': ('weight_decay',)}
@@ -166,7 +166,7 @@ def opt_hypers(opt:torch.optim.Optimizer, # a fastnote `Optimizer` or any torch 
     return res | {k: v for k, v in pg.items() if k not in mapped and k != 'params' and _is_number(v)}
 
 def set_opt_hypers(opt:torch.optim.Optimizer, # a fastnote `Optimizer` or any torch optimizer
-                   **hypers): # fastnote names: one value for all groups, or a list with one per group
+                   **hypers): # fastnote names: one value for all groups, a list with one per group, or a slice
     "Set hyper-parameters of any optimizer by fastnote's names, checked as fastnote's own are."
     if isinstance(opt, Optimizer): return opt.set_hypers(**hypers)
     groups = opt.param_groups
@@ -174,15 +174,12 @@ def set_opt_hypers(opt:torch.optim.Optimizer, # a fastnote `Optimizer` or any to
         place = _torch_place(groups[0], name)
         if place is None:
             raise ValueError(f"{type(opt).__name__} has no hyper-parameter {name!r}; it has {sorted(opt_hypers(opt))}")
-        vs = list(v) if isinstance(v, (list, tuple)) else [v] * len(groups)
-        if len(vs) != len(groups):
-            raise ValueError(f"{name}: got {len(vs)} values {vs} for {len(groups)} param groups; give one per group or a single value")
-        for pg, x in zip(groups, vs):
+        for pg, x in zip(groups, per_group(name, v, len(groups))):
             x = check_hyper(name, x)
             if isinstance(place, str): pg[place] = x
             else: pg[place[0]] = tuple(x if i == place[1] else b for i, b in enumerate(pg[place[0]]))
 
-# %% ../nbs/06_callbacks.ipynb #52a930a1
+# %% ../nbs/06_callbacks.ipynb #36a9a244
 def trainable_params(model:nn.Module)->list:
     "The parameters of `model` that require a gradient: what the optimizer gets by default."
     return [p for p in model.parameters() if p.requires_grad]
@@ -210,7 +207,7 @@ def _add_note(e:BaseException, text:str):
     if hasattr(e, 'add_note'): e.add_note(text)
     else: e.__notes__ = [*getattr(e, '__notes__', []), text]
 
-# %% ../nbs/06_callbacks.ipynb #6f7eda5f
+# %% ../nbs/06_callbacks.ipynb #ebc100aa
 def _listify(cbs)->list:
     if cbs is None: return []
     return list(cbs) if isinstance(cbs, (list, tuple)) else [cbs]
@@ -222,7 +219,7 @@ def _split_batch(b)->tuple:
     n = len(b) - 1 if len(b) > 1 else 1
     return tuple(b[:n]), tuple(b[n:])
 
-# %% ../nbs/06_callbacks.ipynb #19d7e12e
+# %% ../nbs/06_callbacks.ipynb #8abd45e9
 class Learner:
     "The training loop and its state: trains `model` on `dls` with `loss_func` and an optimizer made by `opt_func`; callbacks can change every step."
     default_cbs = [TrainEvalCallback]   # the Learner chapter adds DeviceCallback, Recorder and ProgressCallback
@@ -232,7 +229,7 @@ class Learner:
                  model:nn.Module, # the model, called as `model(*xb)`
                  loss_func, # called as `loss_func(pred, *yb)`; returns a scalar tensor
                  opt_func=Adam, # called as `opt_func(params, lr=lr)`: any `torch.optim.Optimizer` factory, torch's included
-                 lr:float=1e-3, # the learning rate of `fit` when it is given none
+                 lr:float=1e-3, # the learning rate of `fit` when it is given none (one, one per param group, or a slice)
                  splitter=trainable_params, # model -> its parameters for the optimizer (a list of lists makes param groups)
                  cbs=None, # callbacks (instances or classes) added to the default ones; one of a default's class replaces it
                  metrics=None, # functions `metric(pred, *yb)`, or `Metric`s, computed on the validation set
@@ -246,7 +243,8 @@ class Learner:
         if not isinstance(model, nn.Module): raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         for name, f in (('loss_func', loss_func), ('opt_func', opt_func), ('splitter', splitter)):
             if not callable(f): raise TypeError(f"{name} must be callable, got {f!r}")
-        for x in (lr if isinstance(lr, (list, tuple)) else [lr]): check_hyper('lr', x)
+        for x in ([lr.start, lr.stop] if isinstance(lr, slice) else lr if isinstance(lr, (list, tuple)) else [lr]):
+            if x is not None: check_hyper('lr', x)
         self.dls, self.model, self.loss_func, self.opt_func, self.lr, self.splitter = dls, model, loss_func, opt_func, lr, splitter
         self.metrics, self.wd, self.moms = _listify(metrics), wd, tuple(moms)
         self.path, self.model_dir = Path(path), Path(model_dir)
@@ -286,7 +284,7 @@ class Learner:
         self._handlers = {e: [(cb, getattr(cb, e)) for cb in cbs if handles(cb, e)] for e in EVENTS}
         return self._handlers
 
-# %% ../nbs/06_callbacks.ipynb #5906c9de
+# %% ../nbs/06_callbacks.ipynb #8a1568f3
 @patch
 def fit(self:Learner,
         n_epoch:int, # how many times to go through the training data
@@ -364,7 +362,7 @@ def _with_events(self:Learner, f, stage:str, cancel:type):
     except cancel: self(f'after_cancel_{stage}')
     self(f'after_{stage}')
 
-# %% ../nbs/06_callbacks.ipynb #70ff365e
+# %% ../nbs/06_callbacks.ipynb #bb506e0e
 @patch
 def add_cb(self:Learner, cb):
     "Add callback `cb` (an instance, or a class to instantiate); it becomes `self.<cb.name>`."
@@ -423,15 +421,18 @@ def _removed_cbs(learn, cbs):
     try: yield learn
     finally: learn.add_cbs(cbs)
 
-# %% ../nbs/06_callbacks.ipynb #d8d35860
+# %% ../nbs/06_callbacks.ipynb #6e74e47a
 @patch
 def create_opt(self:Learner):
-    "Make the optimizer: `self.opt_func(self.splitter(self.model), lr=self.lr)`."
+    "Make the optimizer: `self.opt_func(self.splitter(self.model), lr=self.lr)`, with one learning rate per group if `lr` has several."
     params = self.splitter(self.model)
-    if len(params) and isinstance(params[0], (list, tuple)): params = [{'params': list(ps)} for ps in params]
-    opt = self.opt_func(params, lr=self.lr)
+    grouped = len(params) and isinstance(params[0], (list, tuple))
+    if grouped: params = [{'params': list(ps)} for ps in params]
+    lrs = per_group('lr', self.lr, len(params) if grouped else 1)
+    opt = self.opt_func(params, lr=lrs[-1])
     if not isinstance(opt, torch.optim.Optimizer):
         raise TypeError(f"opt_func must return a torch.optim.Optimizer, {self.opt_func!r} returned a {type(opt).__name__}")
+    if len(set(lrs)) > 1: set_opt_hypers(opt, lr=lrs)      # discriminative learning rates: one per group
     self.opt = opt
     return opt
 

@@ -7,7 +7,7 @@ Docs: https://fastnote.github.io/fastnote/optimizer.html.md"""
 
 # %% auto #0
 __all__ = ['HYPER_RANGES', 'sgd_step', 'stepper_attr', 'steppers_attr', 'check_hyper', 'Optimizer', 'stepper_name',
-           'check_arguments', 'Blocks']
+           'check_arguments', 'Blocks', 'per_group']
 
 # %% ../nbs/01_optimizer.ipynb #2c1a76e7
 import functools, inspect, math, numbers
@@ -211,7 +211,7 @@ def set_hyper(self:Optimizer,
     "Set hyper-parameter `k` to `v` in every param group, after checking it."
     known = set().union(*(pg.keys() for pg in self.param_groups)) - {'params'}
     if k not in known: raise ValueError(f"unknown hyper-parameter {k!r}: this optimizer has {sorted(known)}")
-    values = [check_hyper(k, x) for x in self._per_group(k, v)]
+    values = [check_hyper(k, x) for x in per_group(k, v, len(self.param_groups))]
     for pg, x in zip(self.param_groups, values): pg[k] = x
 
 @patch
@@ -219,9 +219,10 @@ def set_hypers(self:Optimizer, **kwargs):
     "Set several hyper-parameters at once, e.g. `opt.set_hypers(lr=1e-3, mom=0.9)`."
     for k, v in kwargs.items(): self.set_hyper(k, v)
 
-@patch
-def _per_group(self:Optimizer, k, v):
-    n = len(self.param_groups)
+def per_group(k:str, # the hyper-parameter's name, for the error message
+              v, # one value, a list/tuple/array/tensor with one per group, or a slice of learning rates
+              n:int): # the number of param groups
+    "The value of `k` for each of `n` param groups: one value repeated, one per group, or a slice spread geometrically."
     if isinstance(v, slice):
         if v.start is None: return [v.stop / 10] * (n - 1) + [v.stop]
         return [v.start * (v.stop / v.start) ** (i / (n - 1)) for i in range(n)] if n > 1 else [v.stop]
