@@ -62,8 +62,8 @@ def digits_cnn(
         return nn.Sequential(_conv(1, 16), _conv(16, 32, stride=2), nn.Flatten(), nn.Linear(32 * 4 * 4, 10))
 
 # %% ../nbs/99_demo.ipynb #a5199915
-OPTIMIZERS = {'sgd': (SGD, 0.1), 'sgd_mom': (partial(SGD, mom=0.9), 0.05), 'rmsprop': (RMSProp, 1e-3),
-              'adam': (partial(Adam, wd=0.), 3e-3), 'adamw': (partial(Adam, wd=0.01, decouple_wd=True), 3e-3)}
+OPTIMIZERS = {'sgd': (SGD, 0.3), 'sgd_mom': (partial(SGD, mom=0.9), 0.1), 'rmsprop': (RMSProp, 3e-3),
+              'adam': (partial(Adam, wd=0.), 1e-2), 'adamw': (partial(Adam, wd=0.01, decouple_wd=True), 1e-2)}
 
 SCHEDULES = ('one_cycle', 'constant')
 
@@ -166,7 +166,7 @@ def plot_compare(
 def fastnote_demo(
     opt:str='adam', # the optimizer: sgd, sgd_mom, rmsprop, adam or adamw
     epochs:int=8, # passes over the training images
-    lr:float=None, # learning rate; default: the optimizer's own (sgd 0.1, sgd_mom 0.05, rmsprop 0.001, adam and adamw 0.003)
+    lr:float=None, # learning rate (the peak, with one-cycle); default: the optimizer's own (sgd 0.3, sgd_mom 0.1, rmsprop 0.003, adam and adamw 0.01)
     bs:int=64, # mini-batch size
     seed:int=0, # seed of the weights and of the shuffling
     out:str='demo_out', # folder for the plots
