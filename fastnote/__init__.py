@@ -14,4 +14,5 @@ from .adam import *
 from .callback import *
 from .learner import *
 from .schedule import *
+from .checkpoint import *
 from .demo import *

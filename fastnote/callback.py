@@ -10,7 +10,7 @@ __all__ = ['EVENTS', 'INNER_EVENTS', 'TORCH_HYPERS', 'CancelException', 'CancelB
            'CancelStepException', 'Callback', 'TrainEvalCallback', 'DataLoaders', 'opt_hypers', 'set_opt_hypers',
            'trainable_params', 'Learner']
 
-# %% ../nbs/06_callbacks.ipynb #1116411e
+# %% ../nbs/06_callbacks.ipynb #e4eae522
 import math, numbers, re, warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +20,7 @@ from torch import nn
 from .optimizer import Optimizer, check_hyper, per_group
 from .adam import Adam
 
-# %% ../nbs/06_callbacks.ipynb #63fefd43
+# %% ../nbs/06_callbacks.ipynb #d653c1eb
 EVENTS = ('after_create before_fit before_epoch before_train before_batch after_pred after_loss before_backward '
           'after_cancel_backward after_backward before_step after_cancel_step after_step after_cancel_batch after_batch '
           'after_cancel_train after_train before_validate after_cancel_validate after_validate after_cancel_epoch '
@@ -29,7 +29,7 @@ EVENTS = ('after_create before_fit before_epoch before_train before_batch after_
 INNER_EVENTS = frozenset('before_batch after_pred after_loss before_backward after_cancel_backward after_backward '
                          'before_step after_step after_cancel_batch after_batch'.split())   # as in fastai 2.8: not after_cancel_step
 
-# %% ../nbs/06_callbacks.ipynb #38857d81
+# %% ../nbs/06_callbacks.ipynb #b6539072
 class CancelException(Exception):
     "Base class of the exceptions a callback raises to cut a stage of the loop short."
 
@@ -48,7 +48,7 @@ class CancelBackwardException(CancelException):
 class CancelStepException(CancelException):
     "Skip the optimizer step: `after_cancel_step`, then `after_step` run."
 
-# %% ../nbs/06_callbacks.ipynb #d6d27979
+# %% ../nbs/06_callbacks.ipynb #bbe311eb
 def _snake(name:str)->str: return re.sub(r'(?<=[a-z0-9])(?=[A-Z])', '_', name).lower()
 
 class Callback:
@@ -87,7 +87,7 @@ class Callback:
 
     def __repr__(self): return type(self).__name__
 
-# %% ../nbs/06_callbacks.ipynb #6a4373a4
+# %% ../nbs/06_callbacks.ipynb #41faa4ae
 class TrainEvalCallback(Callback):
     "Puts the model in train or eval mode and keeps the counters `epoch`, `train_iter` and `pct_train`."
     order, run_valid = -10, False
@@ -108,7 +108,7 @@ class TrainEvalCallback(Callback):
         self.learn.model.eval()
         self.learn.training = False
 
-# %% ../nbs/06_callbacks.ipynb #dc54bcac
+# %% ../nbs/06_callbacks.ipynb #c229e0e0
 class DataLoaders:
     "The training and validation data: any iterables of batches, usually `torch.utils.data.DataLoader`s."
     def __init__(self,
@@ -139,7 +139,7 @@ class DataLoaders:
     def __len__(self): return 2
     def __repr__(self): return f"DataLoaders(train={self.train!r}, valid={self.valid!r})"
 
-# %% ../nbs/06_callbacks.ipynb #25c40807
+# %% ../nbs/06_callbacks.ipynb #e4783677
 # where fastnote's hyper-parameters live in torch's own optimizers: a key, or (key, index) inside a tuple like betas
 TORCH_HYPERS = {'lr': ('lr',), 'mom': ('momentum', ('betas', 0)), 'sqr_mom': ('alpha', ('betas', 1)),
                 'eps': ('eps',), 'wd': ('weight_decay',)}
@@ -179,7 +179,7 @@ def set_opt_hypers(opt:torch.optim.Optimizer, # a fastnote `Optimizer` or any to
             if isinstance(place, str): pg[place] = x
             else: pg[place[0]] = tuple(x if i == place[1] else b for i, b in enumerate(pg[place[0]]))
 
-# %% ../nbs/06_callbacks.ipynb #36a9a244
+# %% ../nbs/06_callbacks.ipynb #8a9595ad
 def trainable_params(model:nn.Module)->list:
     "The parameters of `model` that require a gradient: what the optimizer gets by default."
     return [p for p in model.parameters() if p.requires_grad]
@@ -207,7 +207,7 @@ def _add_note(e:BaseException, text:str):
     if hasattr(e, 'add_note'): e.add_note(text)
     else: e.__notes__ = [*getattr(e, '__notes__', []), text]
 
-# %% ../nbs/06_callbacks.ipynb #ebc100aa
+# %% ../nbs/06_callbacks.ipynb #ece772cb
 def _listify(cbs)->list:
     if cbs is None: return []
     return list(cbs) if isinstance(cbs, (list, tuple)) else [cbs]
@@ -219,10 +219,11 @@ def _split_batch(b)->tuple:
     n = len(b) - 1 if len(b) > 1 else 1
     return tuple(b[:n]), tuple(b[n:])
 
-# %% ../nbs/06_callbacks.ipynb #8abd45e9
+# %% ../nbs/06_callbacks.ipynb #228c1d2b
 class Learner:
     "The training loop and its state: trains `model` on `dls` with `loss_func` and an optimizer made by `opt_func`; callbacks can change every step."
     default_cbs = [TrainEvalCallback]   # the Learner chapter adds DeviceCallback, Recorder and ProgressCallback
+    resume_callback = None              # the checkpoint chapter sets the callback that `fit(resume_from=...)` adds
 
     def __init__(self,
                  dls, # `DataLoaders`, or anything with `.train` and `.valid` iterables of batches
@@ -250,6 +251,7 @@ class Learner:
         self.path, self.model_dir = Path(path), Path(model_dir)
         self.opt, self.cbs, self._handlers, self._training, self._event, self.logger = None, [], None, False, None, print
         self.epoch, self.n_epoch, self.iter, self.n_iter, self.train_iter, self.pct_train = 0, 1, 0, 0, 0, 0.
+        self.start_epoch, self.skip_batches, self.on_skipped = 0, 0, None
         self.dl = self.xb = self.yb = self.pred = self.loss = None
         cbs = _listify(cbs)
         defaults = [c for c in (self.default_cbs if default_cbs else []) if not any(isinstance(cb, c) or cb is c for cb in cbs)]
@@ -284,18 +286,24 @@ class Learner:
         self._handlers = {e: [(cb, getattr(cb, e)) for cb in cbs if handles(cb, e)] for e in EVENTS}
         return self._handlers
 
-# %% ../nbs/06_callbacks.ipynb #8a1568f3
+# %% ../nbs/06_callbacks.ipynb #8868ce1b
 @patch
 def fit(self:Learner,
         n_epoch:int, # how many times to go through the training data
         lr=None, # learning rate (one, or one per param group); default `self.lr`
         wd=None, # weight decay; default `self.wd`
         cbs=None, # callbacks for this fit only
-        reset_opt:bool=False): # make a new optimizer (fresh state) even if there is one
+        reset_opt:bool=False, # make a new optimizer (fresh state) even if there is one
+        resume_from=None): # a checkpoint (name under `path/model_dir`, or a file) to go on from; see the checkpoint chapter
     "Train the model for `n_epoch` epochs, validating after each: the loop in which callbacks run."
     _check_number('n_epoch', n_epoch, integer=True)
     if hasattr(self.dls.train, '__len__') and len(self.dls.train) == 0:
         raise ValueError(f"the training data has no batches: dls.train is {self.dls.train!r}")
+    cbs = _listify(cbs)
+    if resume_from is not None:
+        if self.resume_callback is None: raise RuntimeError("resuming needs fastnote.checkpoint: import it (or fastnote)")
+        cbs.append(self.resume_callback(resume_from))
+    self.start_epoch, self.skip_batches, self.on_skipped = 0, 0, None   # where a resumed fit starts: set when resuming
     with self.added_cbs(cbs):
         if reset_opt or self.opt is None: self.create_opt()
         wd = self.wd if wd is None else wd
@@ -308,7 +316,7 @@ def fit(self:Learner,
 
 @patch
 def _do_fit(self:Learner):
-    for epoch in range(self.n_epoch):
+    for epoch in range(self.start_epoch, self.n_epoch):
         self.epoch = epoch
         self._with_events(self._do_epoch, 'epoch', CancelEpochException)
 
@@ -331,7 +339,16 @@ def _do_epoch_validate(self:Learner, dl=None):
 def all_batches(self:Learner):
     "Run every batch of `self.dl` through `one_batch`."
     self.n_iter = len(self.dl) if hasattr(self.dl, '__len__') else None
-    for i, b in enumerate(self.dl): self.one_batch(i, b)
+    batches = enumerate(self.dl)
+    if self.training and self.skip_batches: self._skip(batches)
+    for i, b in batches: self.one_batch(i, b)
+
+@patch
+def _skip(self:Learner, batches):
+    "Read and drop the batches a resumed fit trained on before it stopped, then let the resuming callback go on."
+    for _ in range(self.skip_batches): next(batches)
+    self.skip_batches, on_skipped, self.on_skipped = 0, self.on_skipped, None
+    if on_skipped is not None: on_skipped()
 
 @patch
 def one_batch(self:Learner, i:int, b):
@@ -352,7 +369,11 @@ def _do_one_batch(self:Learner):
     self.opt.zero_grad()
 
 @patch
-def _backward(self:Learner): self.loss.backward()
+def _backward(self:Learner):
+    if self.loss.numel() != 1:
+        raise ValueError(f"the loss must be one number to backpropagate, got a tensor of shape {tuple(self.loss.shape)}: "
+                         f"reduce it (a mean or a sum; for torch's losses, reduction='mean')")
+    self.loss.backward()
 @patch
 def _step(self:Learner): self.opt.step()
 
@@ -362,12 +383,13 @@ def _with_events(self:Learner, f, stage:str, cancel:type):
     except cancel: self(f'after_cancel_{stage}')
     self(f'after_{stage}')
 
-# %% ../nbs/06_callbacks.ipynb #bb506e0e
+# %% ../nbs/06_callbacks.ipynb #9dc3542d
 @patch
 def add_cb(self:Learner, cb):
     "Add callback `cb` (an instance, or a class to instantiate); it becomes `self.<cb.name>`."
     if isinstance(cb, type): cb = cb()
     if not isinstance(cb, Callback): raise TypeError(f"callbacks must be Callback instances or classes, got {cb!r}")
+    _warn_misspelled_events(cb)
     old = getattr(self, cb.name, None)
     if old is not None and not isinstance(old, Callback):
         raise ValueError(f"a callback named {cb.name!r} would hide the Learner's attribute {cb.name!r}: rename its class")
@@ -376,6 +398,16 @@ def add_cb(self:Learner, cb):
     self.cbs.append(cb)
     self._handlers = None
     return self
+
+def _warn_misspelled_events(cb:Callback):
+    "Warn about methods of `cb` that look like events (`before_...`, `after_...`) but are none: they would never run."
+    import difflib
+    for name in dir(type(cb)):
+        if name.startswith(('before_', 'after_')) and name not in EVENTS and callable(getattr(type(cb), name)):
+            close = difflib.get_close_matches(name, EVENTS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; the events are {EVENTS}"
+            warnings.warn(f"{type(cb).__name__}.{name} looks like an event handler, but {name!r} is not an event, "
+                          f"so it will never run{hint}", stacklevel=3)
 
 @patch
 def remove_cb(self:Learner, cb):
@@ -421,12 +453,15 @@ def _removed_cbs(learn, cbs):
     try: yield learn
     finally: learn.add_cbs(cbs)
 
-# %% ../nbs/06_callbacks.ipynb #6e74e47a
+# %% ../nbs/06_callbacks.ipynb #0bed0eba
 @patch
 def create_opt(self:Learner):
     "Make the optimizer: `self.opt_func(self.splitter(self.model), lr=self.lr)`, with one learning rate per group if `lr` has several."
-    params = self.splitter(self.model)
-    grouped = len(params) and isinstance(params[0], (list, tuple))
+    params = list(self.splitter(self.model))
+    if not params or not any(len(ps) if isinstance(ps, (list, tuple)) else 1 for ps in params):
+        raise ValueError(f"the model has no parameters to train (splitter {getattr(self.splitter, '__name__', self.splitter)!r} "
+                         f"found none in {type(self.model).__name__}): nothing for the optimizer to update")
+    grouped = isinstance(params[0], (list, tuple))
     if grouped: params = [{'params': list(ps)} for ps in params]
     lrs = per_group('lr', self.lr, len(params) if grouped else 1)
     opt = self.opt_func(params, lr=lrs[-1])

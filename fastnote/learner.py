@@ -6,10 +6,11 @@ Docs: https://fastnote.github.io/fastnote/learner.html.md"""
 
 # %% auto #0
 __all__ = ['default_device', 'to_device', 'DeviceCallback', 'find_bs', 'Metric', 'AvgMetric', 'as_metric', 'accuracy',
-           'error_rate', 'Recorder', 'ProgressCallback', 'GatherPredsCallback']
+           'error_rate', 'Recorder', 'ProgressCallback', 'GatherPredsCallback', 'CheckpointError', 'safe_load',
+           'check_model_state', 'atomic_save']
 
-# %% ../nbs/07_learner.ipynb #5f0b70f0
-import inspect, math, os, time, warnings
+# %% ../nbs/07_learner.ipynb #2c9fe34d
+import inspect, math, os, pickle, time, warnings
 from contextlib import contextmanager
 from pathlib import Path
 import torch
@@ -17,10 +18,10 @@ from torch import nn
 from fastcore.basics import patch
 from tqdm.auto import tqdm
 from .callback import *
-from .callback import _snake, _listify, _torch_place
+from .callback import _snake, _listify, _torch_place, _add_note
 from .optimizer import Optimizer
 
-# %% ../nbs/07_learner.ipynb #26367c36
+# %% ../nbs/07_learner.ipynb #9ab88422
 def default_device()->torch.device:
     "CUDA's first device when CUDA is available, else the CPU."
     return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
@@ -57,7 +58,7 @@ class DeviceCallback(Callback):
         if len(xb) == 1 and len(yb) == 1 and torch.is_tensor(xb[0]) and xb[0].device == dev and yb[0].device == dev: return
         learn.xb, learn.yb = to_device(xb, dev), to_device(yb, dev)
 
-# %% ../nbs/07_learner.ipynb #9fff4c25
+# %% ../nbs/07_learner.ipynb #e04a20fe
 def find_bs(b)->int:
     "The batch size of `b` (a tensor, or a tuple of them): the length of its first tensor."
     if torch.is_tensor(b): return b.shape[0] if b.ndim else 1
@@ -106,7 +107,7 @@ def as_metric(m)->Metric:
     if not callable(m): raise TypeError(f"a metric must be a function metric(pred, *yb) or a Metric, got {m!r}")
     return AvgMetric(m)
 
-# %% ../nbs/07_learner.ipynb #75b8fbc9
+# %% ../nbs/07_learner.ipynb #d4e7067a
 def accuracy(inp:torch.Tensor, # the predictions: one score per class along `axis`
              targ:torch.Tensor, # the class indices
              axis:int=-1): # the class axis of `inp`
@@ -122,7 +123,7 @@ def error_rate(inp:torch.Tensor, # the predictions: one score per class along `a
     "The fraction of items whose highest-scoring class is not the target: `1 - accuracy`."
     return 1 - accuracy(inp, targ, axis=axis)
 
-# %% ../nbs/07_learner.ipynb #135b15de
+# %% ../nbs/07_learner.ipynb #85060485
 class Recorder(Callback):
     "Records every training batch's loss and hyper-parameters and every epoch's results; plots them.\n\n    `values` has one row per epoch: `metric_names` without 'epoch' and 'time' (as in fastai); `epoch_times` the seconds."
     order = 50
@@ -162,7 +163,11 @@ class Recorder(Callback):
             for _, values, key, i in self._hp_places: values.append(pg[key] if i is None else pg[key][i])
         else:
             self._valid_parts.append((loss.detach().mean(), n))
-            for m in self._metrics: m.accumulate(learn)
+            for m in self._metrics:
+                try: m.accumulate(learn)
+                except Exception as e:
+                    _add_note(e, f"fastnote: raised in metric {m.name!r} (Recorder, at event after_batch{learn._where()})")
+                    raise
 
     def after_validate(self):
         if not self._valid_parts: return
@@ -218,6 +223,20 @@ class Recorder(Callback):
         fig.tight_layout()
         return axs[0]
 
+    def state_dict(self)->dict:
+        "Everything recorded so far, as plain data (lists of numbers): what a checkpoint keeps of the Recorder."
+        self._flush()
+        return dict(losses=self._losses, smooth_losses=self._smooth_losses, sizes=self._sizes, smooth=self._smooth,
+                    values=self.values, iters=self.iters, epoch_times=self.epoch_times, hps=self.hps,
+                    epoch_start=getattr(self, '_epoch_start', 0))
+
+    def load_state_dict(self, state:dict):
+        "Go on from what `state_dict` returned: the history is restored and later batches are added to it."
+        self._losses, self._smooth_losses, self._sizes = list(state['losses']), list(state['smooth_losses']), list(state['sizes'])
+        self._smooth, self._pending, self._epoch_start = state['smooth'], [], state['epoch_start']
+        self.values, self.iters, self.epoch_times = list(state['values']), list(state['iters']), list(state['epoch_times'])
+        for name, *_ in self._hp_places: self.hps[name][:] = state['hps'].get(name, [])
+
     def _flush(self):
         "Turn the pending loss tensors into floats at once (one device sync rather than one per batch)."
         if not self._pending: return
@@ -245,7 +264,7 @@ def _hyper_places(opt)->list:
         places.append((name, [], key, i))
     return places
 
-# %% ../nbs/07_learner.ipynb #d32452e0
+# %% ../nbs/07_learner.ipynb #f982863d
 def _format(name:str, v)->str:
     if v is None: return 'n/a'
     if name == 'epoch': return str(v)
@@ -319,10 +338,10 @@ class ProgressCallback(Callback):
         if self._epoch_bar is not None: self._epoch_bar.close()
         self._epoch_bar = None
 
-# %% ../nbs/07_learner.ipynb #49c90d9f
+# %% ../nbs/07_learner.ipynb #7782e3f7
 Learner.default_cbs = [TrainEvalCallback, DeviceCallback, Recorder, ProgressCallback]
 
-# %% ../nbs/07_learner.ipynb #ba49ffe0
+# %% ../nbs/07_learner.ipynb #ed988e00
 @patch
 def no_bar(self:Learner):
     "Context manager: no progress bars inside the `with` block (the table of results still prints)."
@@ -342,7 +361,7 @@ def _switched_off(learn, attr):
     finally:
         for cb, o in zip(cbs, old): setattr(cb, attr, o)
 
-# %% ../nbs/07_learner.ipynb #481e3c7b
+# %% ../nbs/07_learner.ipynb #536ea1ad
 _LOOP_STATE = ('dl', 'xb', 'yb', 'pred', 'loss', 'iter', 'n_iter', 'training', '_event')
 
 @patch
@@ -428,7 +447,57 @@ def predict(self:Learner,
     finally: self.model.train(was_training)
     return to_device(out[0], torch.device('cpu'))
 
-# %% ../nbs/07_learner.ipynb #22b63be2
+# %% ../nbs/07_learner.ipynb #c331779e
+class CheckpointError(ValueError):
+    "A saved file that cannot be loaded safely, or does not fit: the message names the file and what is wrong."
+
+def safe_load(path, # a file written by `torch.save`
+              map_location=None): # where to put the tensors
+    "Load `path` without running any code from it (torch's `weights_only=True`); errors name the file and the problem."
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"no saved file at {path}")
+    try: return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        detail = next((l.strip() for l in str(e).splitlines() if 'Unsupported global' in l or 'GLOBAL' in l), '')
+        if detail:              # a reference to a Python object (a class, a function): what makes pickle run code
+            raise CheckpointError(f"{path} was refused: it holds more than tensors and plain data, and loading it would "
+                                  f"run code from the file. {detail}".strip()) from None
+        what = next((l.strip() for l in str(e).splitlines() if 'Unsupported' in l), str(e).splitlines()[0] if str(e) else '')
+        raise CheckpointError(f"{path} is not a file saved by torch.save (another format, or corrupted): {what}") from None
+    except (RuntimeError, EOFError, OSError, ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupted?): {e}") from None
+
+def check_model_state(model:nn.Module, # the model the state is for
+                      state:dict, # a state dict from a file
+                      path, # the file, for the messages
+                      strict:bool=True): # missing or unexpected keys are errors
+    "Raise `CheckpointError` naming `path` and the first key that is missing, unexpected or of another shape."
+    own = model.state_dict()
+    if not isinstance(state, dict): raise CheckpointError(f"{path}: the model state is a {type(state).__name__}, not a dict")
+    missing, unexpected = [k for k in own if k not in state], [k for k in state if k not in own]
+    if strict and missing: raise CheckpointError(f"{path}: the model's {missing[0]!r} is missing from the file ({len(missing)} missing)")
+    if strict and unexpected: raise CheckpointError(f"{path}: the file has {unexpected[0]!r}, which the model does not ({len(unexpected)} unexpected)")
+    for k, v in own.items():
+        got = state.get(k)
+        if torch.is_tensor(got) and got.shape != v.shape:
+            raise CheckpointError(f"{path}: {k!r} has shape {tuple(got.shape)} in the file but {tuple(v.shape)} in the model")
+
+# %% ../nbs/07_learner.ipynb #56b3793b
+def atomic_save(obj, # what to save: tensors and plain data
+                path): # the file to write
+    "`torch.save` to a temporary file beside `path`, flushed to disk, then renamed over it: `path` is always whole."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+    try:
+        with open(tmp, 'wb') as f:
+            torch.save(obj, f)
+            f.flush(); os.fsync(f.fileno())
+        os.replace(tmp, path)            # atomic on POSIX and Windows: readers see the old file or the new one
+    finally:
+        if tmp.exists(): tmp.unlink()
+    return path
+
 @patch
 def _model_file(self:Learner, file)->Path: return self.path/self.model_dir/f'{file}.pth'
 
@@ -437,19 +506,9 @@ def save(self:Learner,
          file:str, # name of the file, without folder or extension: it goes to `path/model_dir/file.pth`
          with_opt:bool=True): # save the optimizer's state too
     "Save the model's weights (and the optimizer's state) to `path/model_dir/file.pth` atomically; returns the path."
-    path = self._model_file(file)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {'model': self.model.state_dict()}
     if with_opt and self.opt is not None: state['opt'] = self.opt.state_dict()
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    try:
-        with open(tmp, 'wb') as f:
-            torch.save(state, f)
-            f.flush(); os.fsync(f.fileno())
-        os.replace(tmp, path)          # the old file stays whole until the new one is complete
-    finally:
-        if tmp.exists(): tmp.unlink()
-    return path
+    return atomic_save(state, self._model_file(file))
 
 @patch
 def load(self:Learner,
@@ -460,10 +519,10 @@ def load(self:Learner,
     "Load the weights that `save` wrote, and the optimizer's state (making the optimizer first if needed)."
     path = self._model_file(file)
     if not path.exists(): raise FileNotFoundError(f"no saved model at {path}")
-    device = device or _model_device(self.model) or 'cpu'
-    state = torch.load(path, map_location=device, weights_only=True)
+    state = safe_load(path, map_location=device or _model_device(self.model) or 'cpu')
     if not isinstance(state, dict) or 'model' not in state:
-        raise ValueError(f"{path} was not written by Learner.save: it has no 'model' entry")
+        raise CheckpointError(f"{path} was not written by Learner.save: it has no 'model' entry")
+    check_model_state(self.model, state['model'], path, strict)
     self.model.load_state_dict(state['model'], strict=strict)
     if with_opt:
         if 'opt' not in state: warnings.warn(f"{path} has no optimizer state: the optimizer is left as it was")

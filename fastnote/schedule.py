@@ -8,17 +8,17 @@ Docs: https://fastnote.github.io/fastnote/schedule.html.md"""
 __all__ = ['Schedule', 'SchedLin', 'SchedCos', 'SchedNo', 'SchedExp', 'SchedPoly', 'combine_scheds', 'combined_cos',
            'ParamScheduler', 'sgdr_sched', 'LRFinder', 'valley', 'slide', 'minimum', 'steep']
 
-# %% ../nbs/08_schedule.ipynb #cdf4b436
+# %% ../nbs/08_schedule.ipynb #18c98691
 import math, struct, warnings
 from collections import namedtuple
 import torch
 from fastcore.basics import patch
-from .optimizer import per_group
+from .optimizer import per_group, check_hyper
 from .callback import *
 from .callback import _listify, _check_number
 from .learner import *
 
-# %% ../nbs/08_schedule.ipynb #9bb3853e
+# %% ../nbs/08_schedule.ipynb #db604c2f
 class Schedule:
     "A hyper-parameter as a function of the position `pos` in training, from 0 (start) to 1 (end)."
     def __init__(self, name:str, f, *args): self.name, self.f, self.args = name, f, args
@@ -45,7 +45,7 @@ def SchedPoly(start, end, power:float):
     "Polynomial from `start` to `end`: `start + (end - start) * pos ** power`."
     return Schedule('SchedPoly', lambda s, e, p, pos: s + (e - s) * pos ** p, start, end, power)
 
-# %% ../nbs/08_schedule.ipynb #44390251
+# %% ../nbs/08_schedule.ipynb #de51e8b7
 def _f32(x:float)->float:
     "`x` rounded to the nearest float32, as a Python float."
     return struct.unpack('f', struct.pack('f', x))[0]
@@ -73,7 +73,7 @@ def combined_cos(pct:float, # the fraction of training spent going from `start` 
     "Two half cosines: from `start` to `middle` over the first `pct` of training, then from `middle` to `end`."
     return combine_scheds([pct, 1 - pct], [SchedCos(start, middle), SchedCos(middle, end)])
 
-# %% ../nbs/08_schedule.ipynb #b410a238
+# %% ../nbs/08_schedule.ipynb #a7545750
 class ParamScheduler(Callback):
     "Sets hyper-parameters from schedules before every training batch, at the position `pct_train`."
     order, run_valid = 60, False
@@ -86,8 +86,15 @@ class ParamScheduler(Callback):
         unknown = [k for k in self.scheds if k not in groups[0]]
         if unknown: raise ValueError(f"ParamScheduler: {type(opt).__name__} has no hyper-parameter {unknown[0]!r}; it has {sorted(groups[0])}")
         self.ratios = {k: _ratios([float(g[k]) for g in groups]) for k in self.scheds}
+        for k, values in self.fingerprint().items():        # a bad value is refused now, not in the middle of training
+            for v in (values if isinstance(values[0], float) else [x for vs in values for x in vs]): check_hyper(k, v)
 
     def before_batch(self): self._update(self.learn.pct_train)
+
+    def fingerprint(self)->dict:
+        "Each schedule's values at a few positions: what a checkpoint compares to refuse resuming under another schedule."
+        plain = lambda v: v.tolist() if hasattr(v, 'tolist') else list(v) if isinstance(v, (list, tuple)) else float(v)
+        return {k: [plain(s(pos)) for pos in (0., .1, .3, .5, .7, .9, 1.)] for k, s in self.scheds.items()}
 
     def _update(self, pos:float):
         for k, sched in self.scheds.items():
@@ -100,7 +107,12 @@ def _ratios(values:list)->list:
     ref = values[-1]
     return [v / ref if ref else 1. for v in values]
 
-# %% ../nbs/08_schedule.ipynb #b9a5b657
+# %% ../nbs/08_schedule.ipynb #3d30246f
+def _check_positive(name:str, v):
+    _check_number(name, v)
+    if not v > 0: raise ValueError(f"{name} must be > 0, got {v!r}")
+    return v
+
 def _check_pct(name:str, v):
     _check_number(name, v)
     if not 0 < v < 1: raise ValueError(f"{name} must be in (0, 1), got {v!r}")
@@ -122,14 +134,18 @@ def fit_one_cycle(self:Learner,
                   pct_start:float=0.25, # the fraction of training spent warming up
                   wd=None, # weight decay; default `self.wd`
                   moms:tuple=None, # momentum at the start, the peak and the end; default `self.moms`
-                  cbs=None): # callbacks for this fit only
+                  cbs=None, # callbacks for this fit only
+                  resume_from=None): # a checkpoint to go on from (see `fit`)
     "Train with the one-cycle policy: learning rate up then down along half cosines, momentum the other way."
     _check_pct('pct_start', pct_start)
+    _check_positive('div', div); _check_positive('div_final', div_final)
+    moms = self.moms if moms is None else moms
+    for m in moms: check_hyper('mom', m)
     lrs = self._group_lrs(lr_max)
     top = lrs[-1]
     scheds = {'lr': combined_cos(pct_start, top / div, top, top / div_final)}
-    if 'mom' in opt_hypers(self.opt): scheds['mom'] = combined_cos(pct_start, *(self.moms if moms is None else moms))
-    self.fit(n_epoch, lr=lrs, wd=wd, cbs=[ParamScheduler(scheds), *_listify(cbs)])
+    if 'mom' in opt_hypers(self.opt): scheds['mom'] = combined_cos(pct_start, *moms)
+    self.fit(n_epoch, lr=lrs, wd=wd, cbs=[ParamScheduler(scheds), *_listify(cbs)], resume_from=resume_from)
 
 @patch
 def fit_flat_cos(self:Learner,
@@ -138,12 +154,15 @@ def fit_flat_cos(self:Learner,
                  div_final:float=1e5, # the learning rate ends at `lr / div_final`
                  pct_start:float=0.75, # the fraction of training at the flat learning rate
                  wd=None, # weight decay; default `self.wd`
-                 cbs=None): # callbacks for this fit only
+                 cbs=None, # callbacks for this fit only
+                 resume_from=None): # a checkpoint to go on from (see `fit`)
     "Train at a flat learning rate for `pct_start` of the time, then anneal it along a half cosine."
     _check_pct('pct_start', pct_start)
+    _check_positive('div_final', div_final)
     lrs = self._group_lrs(lr)
     top = lrs[-1]
-    self.fit(n_epoch, lr=lrs, wd=wd, cbs=[ParamScheduler({'lr': combined_cos(pct_start, top, top, top / div_final)}), *_listify(cbs)])
+    self.fit(n_epoch, lr=lrs, wd=wd, cbs=[ParamScheduler({'lr': combined_cos(pct_start, top, top, top / div_final)}), *_listify(cbs)],
+             resume_from=resume_from)
 
 @patch
 def fit_sgdr(self:Learner,
@@ -152,13 +171,15 @@ def fit_sgdr(self:Learner,
              lr_max=None, # the learning rate at the start of each cycle; default `self.lr`
              cycle_mult:int=2, # each cycle is this many times longer than the one before
              cbs=None, # callbacks for this fit only
-             wd=None): # weight decay; default `self.wd`
+             wd=None, # weight decay; default `self.wd`
+             resume_from=None): # a checkpoint to go on from (see `fit`)
     "Train with warm restarts (SGDR): `n_cycles` cosine cycles from `lr_max` to 0, each `cycle_mult` times longer."
     for name, v, low in (('n_cycles', n_cycles, 1), ('cycle_len', cycle_len, 1), ('cycle_mult', cycle_mult, 1)):
         _check_number(name, v, low=low, integer=True)
     lrs = self._group_lrs(lr_max)
     lengths = [cycle_len * cycle_mult ** i for i in range(n_cycles)]
-    self.fit(sum(lengths), lr=lrs, wd=wd, cbs=[ParamScheduler({'lr': sgdr_sched(lrs[-1], lengths)}), *_listify(cbs)])
+    self.fit(sum(lengths), lr=lrs, wd=wd, cbs=[ParamScheduler({'lr': sgdr_sched(lrs[-1], lengths)}), *_listify(cbs)],
+             resume_from=resume_from)
 
 def sgdr_sched(lr_max, # the learning rate at the start of each cycle
                lengths:list): # the length of each cycle, in epochs
@@ -171,7 +192,7 @@ def sgdr_sched(lr_max, # the learning rate at the start of each cycle
         return cos((epoch - starts[i]) / lengths[i])
     return sgdr
 
-# %% ../nbs/08_schedule.ipynb #d6e3a8ad
+# %% ../nbs/08_schedule.ipynb #3e7c69f1
 class LRFinder(ParamScheduler):
     "Raises the learning rate exponentially from `start_lr` to `end_lr` over `num_it` batches; stops when the loss diverges."
     def __init__(self, start_lr=1e-7, end_lr=10, num_it:int=100, stop_div:bool=True):
@@ -194,7 +215,7 @@ class LRFinder(ParamScheduler):
 
     def before_validate(self): raise CancelValidException()
 
-# %% ../nbs/08_schedule.ipynb #195148f3
+# %% ../nbs/08_schedule.ipynb #8e8dca55
 def valley(lrs:torch.Tensor, # the learning rates tried, increasing
            losses:torch.Tensor, # the smoothed loss at each
            num_it:int): # how many iterations the finder ran
@@ -243,7 +264,7 @@ def steep(lrs:torch.Tensor, # the learning rates tried, increasing
     i = int(slopes.argmin())
     return float(lrs[i]), (float(lrs[i]), float(losses[i]))
 
-# %% ../nbs/08_schedule.ipynb #99a71a77
+# %% ../nbs/08_schedule.ipynb #52ff7718
 @patch
 def lr_find(self:Learner,
             start_lr:float=1e-7, # the first learning rate tried
