@@ -14,5 +14,6 @@ from .adam import *
 from .callback import *
 from .learner import *
 from .schedule import *
+from .everyday import *
 from .checkpoint import *
 from .demo import *

@@ -7,7 +7,7 @@ Docs: https://fastnote.github.io/fastnote/checkpoint.html.md"""
 # %% auto #0
 __all__ = ['rng_states', 'set_rng_states', 'check_settings', 'load_checkpoint', 'CheckpointCallback', 'ResumeCallback']
 
-# %% ../nbs/10_checkpoint.ipynb #20417026
+# %% ../nbs/10_checkpoint.ipynb #7a8d704c
 import os, random
 from pathlib import Path
 import numpy as np
@@ -18,7 +18,7 @@ from .learner import *
 from .learner import _model_device
 from .schedule import ParamScheduler
 
-# %% ../nbs/10_checkpoint.ipynb #c2993f10
+# %% ../nbs/10_checkpoint.ipynb #c72a6d9d
 def rng_states()->dict:
     "The state of every random number generator a training loop may draw from: torch's (CPU and CUDA), NumPy's, Python's."
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
@@ -41,7 +41,7 @@ def _data_generator(dl):
     "The generator a torch `DataLoader` shuffles with, if it has its own (as `DataLoaders.from_dsets(seed=...)` makes)."
     return getattr(dl, 'generator', None)
 
-# %% ../nbs/10_checkpoint.ipynb #548a1544
+# %% ../nbs/10_checkpoint.ipynb #03dd2945
 def _settings(learn)->dict:
     "What must not change between a checkpoint and the fit that resumes from it."
     opt, dl = learn.opt, learn.dls.train
@@ -77,7 +77,7 @@ def _checkpoint_path(learn, file)->Path:
     p = Path(file)
     return p if p.suffix == '.pth' and (p.is_absolute() or p.exists()) else learn.path/learn.model_dir/f'{file}.pth'
 
-# %% ../nbs/10_checkpoint.ipynb #b2b6edfc
+# %% ../nbs/10_checkpoint.ipynb #6f779db4
 class CheckpointCallback(Callback):
     "Saves everything needed to resume training exactly: every `every_n_batches` training batches and/or every epoch."
     order = 80   # after the Recorder (50) has recorded the batch, before user callbacks that come last
@@ -122,7 +122,7 @@ class CheckpointCallback(Callback):
                  'epoch_data_rng': self._epoch_data_rng if batches_done else None}
         atomic_save(state, self.path)
 
-# %% ../nbs/10_checkpoint.ipynb #f9c837c4
+# %% ../nbs/10_checkpoint.ipynb #5d4da810
 class ResumeCallback(Callback):
     "Puts a fit back where a checkpoint left it: weights, optimizer, counters, history, random generators, data order."
     order = 75   # after the Recorder and ParamScheduler have set up (50, 60), before CheckpointCallback (80)

@@ -9,7 +9,7 @@ __all__ = ['default_device', 'to_device', 'DeviceCallback', 'find_bs', 'Metric',
            'error_rate', 'Recorder', 'ProgressCallback', 'GatherPredsCallback', 'CheckpointError', 'safe_load',
            'check_model_state', 'atomic_save']
 
-# %% ../nbs/07_learner.ipynb #2c9fe34d
+# %% ../nbs/07_learner.ipynb #cd8a6c25
 import inspect, math, os, pickle, time, warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +21,7 @@ from .callback import *
 from .callback import _snake, _listify, _torch_place, _add_note
 from .optimizer import Optimizer
 
-# %% ../nbs/07_learner.ipynb #9ab88422
+# %% ../nbs/07_learner.ipynb #9b0f4705
 def default_device()->torch.device:
     "CUDA's first device when CUDA is available, else the CPU."
     return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
@@ -58,7 +58,7 @@ class DeviceCallback(Callback):
         if len(xb) == 1 and len(yb) == 1 and torch.is_tensor(xb[0]) and xb[0].device == dev and yb[0].device == dev: return
         learn.xb, learn.yb = to_device(xb, dev), to_device(yb, dev)
 
-# %% ../nbs/07_learner.ipynb #e04a20fe
+# %% ../nbs/07_learner.ipynb #60a309d5
 def find_bs(b)->int:
     "The batch size of `b` (a tensor, or a tuple of them): the length of its first tensor."
     if torch.is_tensor(b): return b.shape[0] if b.ndim else 1
@@ -107,7 +107,7 @@ def as_metric(m)->Metric:
     if not callable(m): raise TypeError(f"a metric must be a function metric(pred, *yb) or a Metric, got {m!r}")
     return AvgMetric(m)
 
-# %% ../nbs/07_learner.ipynb #d4e7067a
+# %% ../nbs/07_learner.ipynb #998104bd
 def accuracy(inp:torch.Tensor, # the predictions: one score per class along `axis`
              targ:torch.Tensor, # the class indices
              axis:int=-1): # the class axis of `inp`
@@ -123,7 +123,7 @@ def error_rate(inp:torch.Tensor, # the predictions: one score per class along `a
     "The fraction of items whose highest-scoring class is not the target: `1 - accuracy`."
     return 1 - accuracy(inp, targ, axis=axis)
 
-# %% ../nbs/07_learner.ipynb #85060485
+# %% ../nbs/07_learner.ipynb #20e20951
 class Recorder(Callback):
     "Records every training batch's loss and hyper-parameters and every epoch's results; plots them.\n\n    `values` has one row per epoch: `metric_names` without 'epoch' and 'time' (as in fastai); `epoch_times` the seconds."
     order = 50
@@ -264,7 +264,7 @@ def _hyper_places(opt)->list:
         places.append((name, [], key, i))
     return places
 
-# %% ../nbs/07_learner.ipynb #f982863d
+# %% ../nbs/07_learner.ipynb #21ee5a93
 def _format(name:str, v)->str:
     if v is None: return 'n/a'
     if name == 'epoch': return str(v)
@@ -338,10 +338,10 @@ class ProgressCallback(Callback):
         if self._epoch_bar is not None: self._epoch_bar.close()
         self._epoch_bar = None
 
-# %% ../nbs/07_learner.ipynb #7782e3f7
+# %% ../nbs/07_learner.ipynb #d9c0cfd3
 Learner.default_cbs = [TrainEvalCallback, DeviceCallback, Recorder, ProgressCallback]
 
-# %% ../nbs/07_learner.ipynb #ed988e00
+# %% ../nbs/07_learner.ipynb #8905d96a
 @patch
 def no_bar(self:Learner):
     "Context manager: no progress bars inside the `with` block (the table of results still prints)."
@@ -361,7 +361,7 @@ def _switched_off(learn, attr):
     finally:
         for cb, o in zip(cbs, old): setattr(cb, attr, o)
 
-# %% ../nbs/07_learner.ipynb #536ea1ad
+# %% ../nbs/07_learner.ipynb #d81812f7
 _LOOP_STATE = ('dl', 'xb', 'yb', 'pred', 'loss', 'iter', 'n_iter', 'training', '_event')
 
 @patch
@@ -447,13 +447,13 @@ def predict(self:Learner,
     finally: self.model.train(was_training)
     return to_device(out[0], torch.device('cpu'))
 
-# %% ../nbs/07_learner.ipynb #c331779e
+# %% ../nbs/07_learner.ipynb #44d0b464
 class CheckpointError(ValueError):
     "A saved file that cannot be loaded safely, or does not fit: the message names the file and what is wrong."
 
 def safe_load(path, # a file written by `torch.save`
               map_location=None): # where to put the tensors
-    "Load `path` without running any code from it (torch's `weights_only=True`); errors name the file and the problem."
+    "Load a file without running any code from it (torch's `weights_only=True`); errors name the file and the problem."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"no saved file at {path}")
     try: return torch.load(path, map_location=map_location, weights_only=True)
@@ -471,7 +471,7 @@ def check_model_state(model:nn.Module, # the model the state is for
                       state:dict, # a state dict from a file
                       path, # the file, for the messages
                       strict:bool=True): # missing or unexpected keys are errors
-    "Raise `CheckpointError` naming `path` and the first key that is missing, unexpected or of another shape."
+    "Check that `state` fits `model`, else raise `CheckpointError` naming `path` and the first key missing, unexpected or of another shape."
     own = model.state_dict()
     if not isinstance(state, dict): raise CheckpointError(f"{path}: the model state is a {type(state).__name__}, not a dict")
     missing, unexpected = [k for k in own if k not in state], [k for k in state if k not in own]
@@ -482,10 +482,10 @@ def check_model_state(model:nn.Module, # the model the state is for
         if torch.is_tensor(got) and got.shape != v.shape:
             raise CheckpointError(f"{path}: {k!r} has shape {tuple(got.shape)} in the file but {tuple(v.shape)} in the model")
 
-# %% ../nbs/07_learner.ipynb #56b3793b
+# %% ../nbs/07_learner.ipynb #d59ddda3
 def atomic_save(obj, # what to save: tensors and plain data
                 path): # the file to write
-    "`torch.save` to a temporary file beside `path`, flushed to disk, then renamed over it: `path` is always whole."
+    "Write to a temporary file beside `path` with `torch.save`, flush it to disk, then rename it over `path`: the file is always whole."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
