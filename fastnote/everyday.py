@@ -8,7 +8,7 @@ Docs: https://fastnote.github.io/fastnote/everyday.html.md"""
 __all__ = ['MixedPrecision', 'GradientClip', 'GradientAccumulation', 'TrackerCallback', 'EarlyStoppingCallback',
            'SaveModelCallback', 'CSVLogger', 'TerminateOnNaNCallback']
 
-# %% ../nbs/09_everyday.ipynb #6315a3ed
+# %% ../nbs/09_everyday.ipynb #970421cf
 import csv, math, operator, warnings
 from pathlib import Path
 import torch
@@ -17,7 +17,7 @@ from .callback import _check_number
 from .learner import *
 from .learner import _model_device
 
-# %% ../nbs/09_everyday.ipynb #004c3c32
+# %% ../nbs/09_everyday.ipynb #9406a9df
 def _swap_loss(learn, loss:torch.Tensor):
     "Make `loss` the one `backward` differentiates; the first callback to do so keeps the loss as the batch computed it."
     if '_loss_as_computed' not in learn.__dict__: learn._loss_as_computed = learn.loss
@@ -31,7 +31,7 @@ def _forget_loss(learn):
     "Drop a kept loss that no callback put back (a fit that ended by an error), so the next fit starts clean."
     if learn is not None: learn.__dict__.pop('_loss_as_computed', None)
 
-# %% ../nbs/09_everyday.ipynb #9216b0d5
+# %% ../nbs/09_everyday.ipynb #84ffae04
 def _default_amp_dtype(device_type:str)->torch.dtype:
     "float16 on CUDA (fast everywhere there, needs loss scaling), bfloat16 elsewhere (float32's range, no scaling)."
     return torch.float16 if device_type == 'cuda' else torch.bfloat16
@@ -100,7 +100,7 @@ def _make_scaler(arg, dtype:torch.dtype, device_type:str):
     if arg is None: arg = dtype == torch.float16
     return torch.amp.GradScaler(device_type) if arg else None
 
-# %% ../nbs/09_everyday.ipynb #9ef061e1
+# %% ../nbs/09_everyday.ipynb #8470b5ac
 class GradientClip(Callback):
     "Scales all gradients down together, after every backward pass, so that their global norm is at most `max_norm`."
     order, run_valid = 20, False
@@ -117,7 +117,7 @@ class GradientClip(Callback):
         params = [p for pg in self.learn.opt.param_groups for p in pg['params'] if p.grad is not None]
         if params: torch.nn.utils.clip_grad_norm_(params, self.max_norm, norm_type=self.norm_type)
 
-# %% ../nbs/09_everyday.ipynb #ad06a38f
+# %% ../nbs/09_everyday.ipynb #84fca1be
 class GradientAccumulation(Callback):
     "Adds up the gradients of `n_acc` batches and steps once, as one batch `n_acc` times larger would."
     order, run_valid = 5, False
@@ -153,7 +153,7 @@ class GradientAccumulation(Callback):
         self._count = self._items = 0
         _forget_loss(self.learn)
 
-# %% ../nbs/09_everyday.ipynb #7dd6ee4e
+# %% ../nbs/09_everyday.ipynb #321bd59b
 def _lower_is_better(monitor:str)->bool: return 'loss' in monitor or 'error' in monitor
 
 class TrackerCallback(Callback):
@@ -186,16 +186,16 @@ class TrackerCallback(Callback):
         if self.new_best: self.best, self.best_epoch = float(value), self.learn.epoch
 
     def improved(self, value:float)->bool:
-        "Whether `value` beats the best so far by more than `min_delta` (any number beats no best; NaN never does)."
+        "Whether a value beats the best so far by more than `min_delta` (any number beats no best; NaN never does)."
         if math.isnan(value): return False
         if self.best is None: return True
         margin = self.min_delta if self.comp(0., 1.) else -self.min_delta   # towards "better"
         return bool(self.comp(value + margin, self.best))
 
-# %% ../nbs/09_everyday.ipynb #67b97a99
+# %% ../nbs/09_everyday.ipynb #846964d5
 class EarlyStoppingCallback(TrackerCallback):
     "Stops training once the monitored value has gone `patience` epochs without an improvement."
-    order = 70      # last at `after_epoch`: the other callbacks log and save this epoch before it stops the fit
+    order = 90      # last at `after_epoch`: the other callbacks log and save this epoch before it stops the fit
     def __init__(self,
                  monitor:str='valid_loss', # a name of `recorder.metric_names`: 'train_loss', 'valid_loss' or a metric's
                  comp=None, # `comp(a, b)` is true when `a` is better than `b`; None: `<` for losses and errors, else `>`
@@ -219,7 +219,7 @@ class EarlyStoppingCallback(TrackerCallback):
                           f"training stopped after epoch {epoch}")
         raise CancelFitException()
 
-# %% ../nbs/09_everyday.ipynb #21d9abb0
+# %% ../nbs/09_everyday.ipynb #0c4a4988
 class SaveModelCallback(TrackerCallback):
     "Saves the model at each new best of the monitored value and loads that best model back when training ends."
     def __init__(self,
@@ -250,7 +250,7 @@ class SaveModelCallback(TrackerCallback):
         self.learn.load(self.fname, with_opt=self.with_opt)
         self.learn.logger(f"loaded the model of epoch {self.best_epoch}, the best {self.monitor} ({self.best:.6g})")
 
-# %% ../nbs/09_everyday.ipynb #86df2f73
+# %% ../nbs/09_everyday.ipynb #64434248
 class CSVLogger(Callback):
     "Writes the Recorder's results to a CSV file as training goes: a header, then one row per epoch."
     order = 55      # after the Recorder has the epoch's values, before EarlyStoppingCallback may end the fit
@@ -306,7 +306,7 @@ def _csv_value(name:str, v:str):
     if v == '': return None
     return int(v) if name == 'epoch' else float(v)
 
-# %% ../nbs/09_everyday.ipynb #96351040
+# %% ../nbs/09_everyday.ipynb #093879fb
 class TerminateOnNaNCallback(Callback):
     "Stops training at the first training batch whose loss is NaN or infinite, with a warning that says where."
     order, run_valid = -5, False   # before every callback that keeps or saves something at `after_batch`

@@ -151,3 +151,21 @@ def test_any_invalid_hyper_is_refused_by_name(data):
         if name == 'lr': learn.fit(1, lr=value)
         elif name == 'wd': learn.fit(1, wd=value)
         else: learn.fit(1, cbs=ParamScheduler({name: SchedNo(value, value)}))
+
+
+def test_a_nan_loss_stops_training_naming_the_iteration_and_keeps_the_last_good_checkpoint(tmp_path):
+    from fastnote import TerminateOnNaNCallback, load_checkpoint
+    class Poison(Callback):
+        "From training batch 7 on, the model's output is NaN."
+        order = -10
+        def after_pred(self):
+            if self.learn.training and self.learn.train_iter >= 6: self.learn.pred = self.learn.pred * float('nan')
+    learn = learner(train=batches(4), path=tmp_path)
+    with pytest.warns(UserWarning, match=r'loss is nan at epoch 1, training batch 2 \(iteration 6\)'):
+        learn.fit(3, cbs=[TerminateOnNaNCallback(), CheckpointCallback(every_n_batches=1), Poison()])
+    assert learn.train_iter == 7 and len(learn.recorder.values) == 1        # stopped in the second epoch
+    ck = load_checkpoint(tmp_path/'models'/'checkpoint.pth')
+    assert ck['train_iter'] == 6 and all(torch.isfinite(v).all() for v in ck['model'].values())
+    resumed = learner(train=batches(4), path=tmp_path)
+    resumed.fit(3, resume_from='checkpoint')                               # the last good state trains on
+    assert all(torch.isfinite(p).all() for p in resumed.model.parameters())
