@@ -8,7 +8,7 @@ Docs: https://fastnote.github.io/fastnote/schedule.html.md"""
 __all__ = ['Schedule', 'SchedLin', 'SchedCos', 'SchedNo', 'SchedExp', 'SchedPoly', 'combine_scheds', 'combined_cos',
            'ParamScheduler', 'sgdr_sched', 'LRFinder', 'valley', 'slide', 'minimum', 'steep']
 
-# %% ../nbs/08_schedule.ipynb #18c98691
+# %% ../nbs/08_schedule.ipynb #9ebfc7a1
 import math, struct, warnings
 from collections import namedtuple
 import torch
@@ -18,7 +18,7 @@ from .callback import *
 from .callback import _listify, _check_number
 from .learner import *
 
-# %% ../nbs/08_schedule.ipynb #db604c2f
+# %% ../nbs/08_schedule.ipynb #9ab97591
 class Schedule:
     "A hyper-parameter as a function of the position `pos` in training, from 0 (start) to 1 (end)."
     def __init__(self, name:str, f, *args): self.name, self.f, self.args = name, f, args
@@ -45,7 +45,7 @@ def SchedPoly(start, end, power:float):
     "Polynomial from `start` to `end`: `start + (end - start) * pos ** power`."
     return Schedule('SchedPoly', lambda s, e, p, pos: s + (e - s) * pos ** p, start, end, power)
 
-# %% ../nbs/08_schedule.ipynb #de51e8b7
+# %% ../nbs/08_schedule.ipynb #b65310bd
 def _f32(x:float)->float:
     "`x` rounded to the nearest float32, as a Python float."
     return struct.unpack('f', struct.pack('f', x))[0]
@@ -73,7 +73,7 @@ def combined_cos(pct:float, # the fraction of training spent going from `start` 
     "Two half cosines: from `start` to `middle` over the first `pct` of training, then from `middle` to `end`."
     return combine_scheds([pct, 1 - pct], [SchedCos(start, middle), SchedCos(middle, end)])
 
-# %% ../nbs/08_schedule.ipynb #a7545750
+# %% ../nbs/08_schedule.ipynb #cd1377e1
 class ParamScheduler(Callback):
     "Sets hyper-parameters from schedules before every training batch, at the position `pct_train`."
     order, run_valid = 60, False
@@ -107,7 +107,7 @@ def _ratios(values:list)->list:
     ref = values[-1]
     return [v / ref if ref else 1. for v in values]
 
-# %% ../nbs/08_schedule.ipynb #3d30246f
+# %% ../nbs/08_schedule.ipynb #824ab05c
 def _check_positive(name:str, v):
     _check_number(name, v)
     if not v > 0: raise ValueError(f"{name} must be > 0, got {v!r}")
@@ -192,7 +192,7 @@ def sgdr_sched(lr_max, # the learning rate at the start of each cycle
         return cos((epoch - starts[i]) / lengths[i])
     return sgdr
 
-# %% ../nbs/08_schedule.ipynb #3e7c69f1
+# %% ../nbs/08_schedule.ipynb #5926b148
 class LRFinder(ParamScheduler):
     "Raises the learning rate exponentially from `start_lr` to `end_lr` over `num_it` batches; stops when the loss diverges."
     def __init__(self, start_lr=1e-7, end_lr=10, num_it:int=100, stop_div:bool=True):
@@ -215,7 +215,7 @@ class LRFinder(ParamScheduler):
 
     def before_validate(self): raise CancelValidException()
 
-# %% ../nbs/08_schedule.ipynb #8e8dca55
+# %% ../nbs/08_schedule.ipynb #c67b0018
 def valley(lrs:torch.Tensor, # the learning rates tried, increasing
            losses:torch.Tensor, # the smoothed loss at each
            num_it:int): # how many iterations the finder ran
@@ -264,7 +264,7 @@ def steep(lrs:torch.Tensor, # the learning rates tried, increasing
     i = int(slopes.argmin())
     return float(lrs[i]), (float(lrs[i]), float(losses[i]))
 
-# %% ../nbs/08_schedule.ipynb #52ff7718
+# %% ../nbs/08_schedule.ipynb #e9bba6d5
 @patch
 def lr_find(self:Learner,
             start_lr:float=1e-7, # the first learning rate tried
