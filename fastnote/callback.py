@@ -8,19 +8,19 @@ Docs: https://fastnote.github.io/fastnote/callbacks.html.md"""
 __all__ = ['EVENTS', 'INNER_EVENTS', 'TORCH_HYPERS', 'CancelException', 'CancelBatchException', 'CancelTrainException',
            'CancelValidException', 'CancelEpochException', 'CancelFitException', 'CancelBackwardException',
            'CancelStepException', 'Callback', 'TrainEvalCallback', 'DataLoaders', 'opt_hypers', 'set_opt_hypers',
-           'trainable_params', 'Learner']
+           'hyper_setter', 'trainable_params', 'Learner']
 
-# %% ../nbs/06_callbacks.ipynb #d079e8dd
+# %% ../nbs/06_callbacks.ipynb #b874ef62
 import math, numbers, re, warnings
 from contextlib import contextmanager
 from pathlib import Path
 from fastcore.basics import patch
 import torch
 from torch import nn
-from .optimizer import Optimizer, check_hyper, per_group
+from .optimizer import Optimizer, check_hyper, per_group, HYPER_RANGES
 from .adam import Adam
 
-# %% ../nbs/06_callbacks.ipynb #c5bc5f03
+# %% ../nbs/06_callbacks.ipynb #f84b36e3
 EVENTS = ('after_create before_fit before_epoch before_train before_batch after_pred after_loss before_backward '
           'after_cancel_backward after_backward before_step after_cancel_step after_step after_cancel_batch after_batch '
           'after_cancel_train after_train before_validate after_cancel_validate after_validate after_cancel_epoch '
@@ -29,7 +29,7 @@ EVENTS = ('after_create before_fit before_epoch before_train before_batch after_
 INNER_EVENTS = frozenset('before_batch after_pred after_loss before_backward after_cancel_backward after_backward '
                          'before_step after_step after_cancel_batch after_batch'.split())   # as in fastai 2.8: not after_cancel_step
 
-# %% ../nbs/06_callbacks.ipynb #8f3b0b40
+# %% ../nbs/06_callbacks.ipynb #98407c2a
 class CancelException(Exception):
     "Base class of the exceptions a callback raises to cut a stage of the loop short."
 
@@ -48,7 +48,7 @@ class CancelBackwardException(CancelException):
 class CancelStepException(CancelException):
     "Skip the optimizer step: `after_cancel_step`, then `after_step` run."
 
-# %% ../nbs/06_callbacks.ipynb #ac1aefc5
+# %% ../nbs/06_callbacks.ipynb #1f268842
 def _snake(name:str)->str:
     "`name` in snake case, acronyms kept whole: CSVLogger -> csv_logger, TerminateOnNaN -> terminate_on_nan."
     return re.sub(r'(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])', '_', name.replace('NaN', 'Nan')).lower()
@@ -89,7 +89,7 @@ class Callback:
 
     def __repr__(self): return type(self).__name__
 
-# %% ../nbs/06_callbacks.ipynb #47efb272
+# %% ../nbs/06_callbacks.ipynb #c10d04b3
 class TrainEvalCallback(Callback):
     "Puts the model in train or eval mode and keeps the counters `epoch`, `train_iter` and `pct_train`."
     order, run_valid = -10, False
@@ -110,7 +110,7 @@ class TrainEvalCallback(Callback):
         self.learn.model.eval()
         self.learn.training = False
 
-# %% ../nbs/06_callbacks.ipynb #aae85c78
+# %% ../nbs/06_callbacks.ipynb #54ca0486
 class DataLoaders:
     "The training and validation data: any iterables of batches, usually `torch.utils.data.DataLoader`s."
     def __init__(self,
@@ -141,7 +141,7 @@ class DataLoaders:
     def __len__(self): return 2
     def __repr__(self): return f"DataLoaders(train={self.train!r}, valid={self.valid!r})"
 
-# %% ../nbs/06_callbacks.ipynb #dea08618
+# %% ../nbs/06_callbacks.ipynb #a658c98c
 # where fastnote's hyper-parameters live in torch's own optimizers: a key, or (key, index) inside a tuple like betas
 TORCH_HYPERS = {'lr': ('lr',), 'mom': ('momentum', ('betas', 0)), 'sqr_mom': ('alpha', ('betas', 1)),
                 'eps': ('eps',), 'wd': ('weight_decay',)}
@@ -181,7 +181,27 @@ def set_opt_hypers(opt:torch.optim.Optimizer, # a fastnote `Optimizer` or any to
             if isinstance(place, str): pg[place] = x
             else: pg[place[0]] = tuple(x if i == place[1] else b for i, b in enumerate(pg[place[0]]))
 
-# %% ../nbs/06_callbacks.ipynb #7d40af1d
+# %% ../nbs/06_callbacks.ipynb #4c3c0f5d
+def hyper_setter(opt:torch.optim.Optimizer, # a fastnote `Optimizer` or any torch optimizer
+                 name:str): # a hyper-parameter, by fastnote's name
+    "A function setting hyper-parameter `name` of every param group from a list of values, checked: what schedules call every batch."
+    groups = opt.param_groups
+    place = (name if name in groups[0] else None) if isinstance(opt, Optimizer) else _torch_place(groups[0], name)
+    if place is None: raise ValueError(f"{type(opt).__name__} has no hyper-parameter {name!r}; it has {sorted(opt_hypers(opt))}")
+    low, high = HYPER_RANGES.get(name, (None, None))
+    def checked(x):
+        if low is not None and not (math.isfinite(x) and low <= x and (high is None or x < high)): check_hyper(name, x)
+        return x
+    if isinstance(place, str):          # `opt.param_groups` is read at each call: `load_state_dict` replaces it
+        def set_values(values:list):
+            for pg, x in zip(opt.param_groups, values): pg[place] = checked(x)
+    else:
+        key, i = place
+        def set_values(values:list):
+            for pg, x in zip(opt.param_groups, values): pg[key] = tuple(checked(x) if j == i else b for j, b in enumerate(pg[key]))
+    return set_values
+
+# %% ../nbs/06_callbacks.ipynb #c93e8d5a
 def trainable_params(model:nn.Module)->list:
     "The parameters of `model` that require a gradient: what the optimizer gets by default."
     return [p for p in model.parameters() if p.requires_grad]
@@ -209,7 +229,7 @@ def _add_note(e:BaseException, text:str):
     if hasattr(e, 'add_note'): e.add_note(text)
     else: e.__notes__ = [*getattr(e, '__notes__', []), text]
 
-# %% ../nbs/06_callbacks.ipynb #dedfeafe
+# %% ../nbs/06_callbacks.ipynb #d4e09052
 def _listify(cbs)->list:
     if cbs is None: return []
     return list(cbs) if isinstance(cbs, (list, tuple)) else [cbs]
@@ -221,7 +241,7 @@ def _split_batch(b)->tuple:
     n = len(b) - 1 if len(b) > 1 else 1
     return tuple(b[:n]), tuple(b[n:])
 
-# %% ../nbs/06_callbacks.ipynb #4fd44f35
+# %% ../nbs/06_callbacks.ipynb #a2fde22e
 class Learner:
     "The training loop and its state: trains `model` on `dls` with `loss_func` and an optimizer made by `opt_func`; callbacks can change every step."
     default_cbs = [TrainEvalCallback]   # the Learner chapter adds DeviceCallback, Recorder and ProgressCallback
@@ -288,7 +308,7 @@ class Learner:
         self._handlers = {e: [(cb, getattr(cb, e)) for cb in cbs if handles(cb, e)] for e in EVENTS}
         return self._handlers
 
-# %% ../nbs/06_callbacks.ipynb #10fcfafc
+# %% ../nbs/06_callbacks.ipynb #17ed1791
 @patch
 def fit(self:Learner,
         n_epoch:int, # how many times to go through the training data
@@ -385,7 +405,7 @@ def _with_events(self:Learner, f, stage:str, cancel:type):
     except cancel: self(f'after_cancel_{stage}')
     self(f'after_{stage}')
 
-# %% ../nbs/06_callbacks.ipynb #aac86e6c
+# %% ../nbs/06_callbacks.ipynb #20ba7db1
 @patch
 def add_cb(self:Learner, cb):
     "Add callback `cb` (an instance, or a class to instantiate); it becomes `self.<cb.name>`."
@@ -455,7 +475,7 @@ def _removed_cbs(learn, cbs):
     try: yield learn
     finally: learn.add_cbs(cbs)
 
-# %% ../nbs/06_callbacks.ipynb #c37bee9e
+# %% ../nbs/06_callbacks.ipynb #4f1d3d28
 @patch
 def create_opt(self:Learner):
     "Make the optimizer: `self.opt_func(self.splitter(self.model), lr=self.lr)`, with one learning rate per group if `lr` has several."
