@@ -16,4 +16,5 @@ from .learner import *
 from .schedule import *
 from .everyday import *
 from .checkpoint import *
+from .distributed import *
 from .demo import *

@@ -267,6 +267,7 @@ class CSVLogger(Callback):
         return (Path('.') if self.learn is None else self.learn.path)/self.fname
 
     def before_fit(self):
+        if rank_distrib() != 0: self.run = False; return     # in a distributed run, rank 0 writes the log
         names, path = self.learn.recorder.metric_names, self.learn.path/self.fname
         path.parent.mkdir(parents=True, exist_ok=True)
         header = _csv_header(path) if self.append else None

@@ -17,7 +17,7 @@ CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-
                  '--disable-component-update', '--disable-sync', '--disable-default-apps']
 # a word that only a chapter's prose has, and the page search must find it on
 SEARCHES = {'curvature': 'optimizer.html', 'canyon': 'momentum.html', 'lockstep': 'rmsprop.html', 'signum': 'adam.html',
-            'overfitting': 'decay.html', 'mixup': 'callbacks.html', 'tqdm': 'learner.html', 'annealing': 'schedule.html', 'amplifies': 'checkpoint.html', 'patience': 'everyday.html',
+            'overfitting': 'decay.html', 'mixup': 'callbacks.html', 'tqdm': 'learner.html', 'annealing': 'schedule.html', 'amplifies': 'checkpoint.html', 'patience': 'everyday.html', 'replicas': 'distributed.html',
             'leaderboard': 'demo.html'}
 
 
