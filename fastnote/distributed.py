@@ -7,7 +7,7 @@ Docs: https://fastnote.github.io/fastnote/distributed.html.md"""
 # %% auto #0
 __all__ = ['ShardSampler', 'DistributedTrainer', 'setup_distrib', 'teardown_distrib']
 
-# %% ../nbs/11_distributed.ipynb #6a0ed937
+# %% ../nbs/11_distributed.ipynb #4d154148
 import os
 from contextlib import contextmanager
 import torch
@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from .callback import *
 from .learner import *
 
-# %% ../nbs/11_distributed.ipynb #e9f0f5dc
+# %% ../nbs/11_distributed.ipynb #d894db77
 class ShardSampler(torch.utils.data.Sampler):
     "A sampler of every `num_replicas`-th item from `rank` on, in order, without padding: each item is in exactly one shard."
     def __init__(self, n:int, num_replicas:int, rank:int): self.n, self.num_replicas, self.rank = n, num_replicas, rank
@@ -35,7 +35,7 @@ def _sharded(dl, train:bool, seed:int):
     return DataLoader(dl.dataset, batch_size=dl.batch_size, sampler=sampler, num_workers=dl.num_workers,
                       collate_fn=dl.collate_fn, pin_memory=dl.pin_memory, drop_last=dl.drop_last)
 
-# %% ../nbs/11_distributed.ipynb #60b88a83
+# %% ../nbs/11_distributed.ipynb #f92c7222
 class DistributedTrainer(Callback):
     "Trains data-parallel with torch's `DistributedDataParallel`: the model wrapped, the data sharded, results averaged over ranks."
     order = 51   # after the Recorder (50), whose per-rank results it averages; before the table is printed (60)
@@ -81,7 +81,7 @@ class DistributedTrainer(Callback):
         for cb, attr, old in getattr(self, 'quiet', []): setattr(cb, attr, old)
         self.quiet = []
 
-# %% ../nbs/11_distributed.ipynb #4502850d
+# %% ../nbs/11_distributed.ipynb #73d32ce7
 def setup_distrib(backend:str=None): # 'nccl' on GPUs, 'gloo' on CPUs; default: nccl when CUDA is available
     "Join the process group `torchrun` set up (its environment variables say where); nothing outside `torchrun`."
     if num_distrib() == 1 or dist.is_initialized(): return
