@@ -8,18 +8,17 @@ Docs: https://fastnote.github.io/fastnote/checkpoint.html.md"""
 __all__ = ['rng_states', 'set_rng_states', 'all_ranks', 'check_settings', 'load_checkpoint', 'CheckpointCallback',
            'ResumeCallback']
 
-# %% ../nbs/10_checkpoint.ipynb #41862697
-import os, random
+# %% ../nbs/10_checkpoint.ipynb #56657106
+import random
 from pathlib import Path
 import numpy as np
 import torch
 from .optimizer import Optimizer, stepper_name
 from .callback import *
 from .learner import *
-from .learner import _model_device
 from .schedule import ParamScheduler
 
-# %% ../nbs/10_checkpoint.ipynb #b38ec275
+# %% ../nbs/10_checkpoint.ipynb #da5c656e
 def rng_states()->dict:
     "The state of every random number generator a training loop may draw from: torch's (CPU and CUDA), NumPy's, Python's."
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
@@ -49,7 +48,7 @@ def _data_generator(dl):
     "The generator a torch `DataLoader` shuffles with, if it has its own (as `DataLoaders.from_dsets(seed=...)` makes)."
     return getattr(dl, 'generator', None)
 
-# %% ../nbs/10_checkpoint.ipynb #6e8f0d17
+# %% ../nbs/10_checkpoint.ipynb #27307029
 def _settings(learn)->dict:
     "What must not change between a checkpoint and the fit that resumes from it."
     opt, dl = learn.opt, learn.dls.train
@@ -86,7 +85,7 @@ def _checkpoint_path(learn, file)->Path:
     p = Path(file)
     return p if p.suffix == '.pth' and (p.is_absolute() or p.exists()) else learn.path/learn.model_dir/f'{file}.pth'
 
-# %% ../nbs/10_checkpoint.ipynb #ae6c84ca
+# %% ../nbs/10_checkpoint.ipynb #a05fcd7e
 class CheckpointCallback(Callback):
     "Saves everything needed to resume training exactly: every `every_n_batches` training batches and/or every epoch."
     order = 80   # after the Recorder (50) has recorded the batch, before user callbacks that come last
@@ -133,7 +132,7 @@ class CheckpointCallback(Callback):
                  'epoch_data_rng': self._epoch_data_rng if batches_done else None}
         atomic_save(state, self.path)
 
-# %% ../nbs/10_checkpoint.ipynb #9ff15f35
+# %% ../nbs/10_checkpoint.ipynb #3da10707
 class ResumeCallback(Callback):
     "Puts a fit back where a checkpoint left it: weights, optimizer, counters, history, random generators, data order."
     order = 75   # after the Recorder and ParamScheduler have set up (50, 60), before CheckpointCallback (80)

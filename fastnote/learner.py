@@ -9,8 +9,8 @@ __all__ = ['default_device', 'to_device', 'DeviceCallback', 'find_bs', 'Metric',
            'error_rate', 'Recorder', 'ProgressCallback', 'GatherPredsCallback', 'CheckpointError', 'safe_load',
            'check_model_state', 'atomic_save']
 
-# %% ../nbs/07_learner.ipynb #f6210aac
-import inspect, math, os, pickle, time, warnings
+# %% ../nbs/07_learner.ipynb #364c095a
+import inspect, os, pickle, time, warnings
 from contextlib import contextmanager
 from pathlib import Path
 import torch
@@ -18,10 +18,10 @@ from torch import nn
 from fastcore.basics import patch
 from tqdm.auto import tqdm
 from .callback import *
-from .callback import _snake, _listify, _torch_place, _add_note
+from .callback import _snake, _torch_place, _add_note
 from .optimizer import Optimizer
 
-# %% ../nbs/07_learner.ipynb #62cfb5b2
+# %% ../nbs/07_learner.ipynb #01b76363
 def default_device()->torch.device:
     "CUDA's first device when CUDA is available, else the CPU."
     return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
@@ -58,7 +58,7 @@ class DeviceCallback(Callback):
         if len(xb) == 1 and len(yb) == 1 and torch.is_tensor(xb[0]) and xb[0].device == dev and yb[0].device == dev: return
         learn.xb, learn.yb = to_device(xb, dev), to_device(yb, dev)
 
-# %% ../nbs/07_learner.ipynb #374d788c
+# %% ../nbs/07_learner.ipynb #024ac0c4
 def find_bs(b)->int:
     "The batch size of `b` (a tensor, or a tuple of them): the length of its first tensor."
     if torch.is_tensor(b): return b.shape[0] if b.ndim else 1
@@ -107,7 +107,7 @@ def as_metric(m)->Metric:
     if not callable(m): raise TypeError(f"a metric must be a function metric(pred, *yb) or a Metric, got {m!r}")
     return AvgMetric(m)
 
-# %% ../nbs/07_learner.ipynb #a6347fdc
+# %% ../nbs/07_learner.ipynb #930c7e33
 def accuracy(inp:torch.Tensor, # the predictions: one score per class along `axis`
              targ:torch.Tensor, # the class indices
              axis:int=-1): # the class axis of `inp`
@@ -123,7 +123,7 @@ def error_rate(inp:torch.Tensor, # the predictions: one score per class along `a
     "The fraction of items whose highest-scoring class is not the target: `1 - accuracy`."
     return 1 - accuracy(inp, targ, axis=axis)
 
-# %% ../nbs/07_learner.ipynb #ed602989
+# %% ../nbs/07_learner.ipynb #75ced3f4
 class Recorder(Callback):
     "Records every training batch's loss and hyper-parameters and every epoch's results; plots them.\n\n    `values` has one row per epoch: `metric_names` without 'epoch' and 'time' (as in fastai); `epoch_times` the seconds."
     order = 50
@@ -264,7 +264,7 @@ def _hyper_places(opt)->list:
         places.append((name, [], key, i))
     return places
 
-# %% ../nbs/07_learner.ipynb #38069747
+# %% ../nbs/07_learner.ipynb #fb3b381e
 def _format(name:str, v)->str:
     if v is None: return 'n/a'
     if name == 'epoch': return str(v)
@@ -338,10 +338,10 @@ class ProgressCallback(Callback):
         if self._epoch_bar is not None: self._epoch_bar.close()
         self._epoch_bar = None
 
-# %% ../nbs/07_learner.ipynb #58dafed7
+# %% ../nbs/07_learner.ipynb #c560e060
 Learner.default_cbs = [TrainEvalCallback, DeviceCallback, Recorder, ProgressCallback]
 
-# %% ../nbs/07_learner.ipynb #38e17df7
+# %% ../nbs/07_learner.ipynb #00c4234c
 @patch
 def no_bar(self:Learner):
     "Context manager: no progress bars inside the `with` block (the table of results still prints)."
@@ -361,7 +361,7 @@ def _switched_off(learn, attr):
     finally:
         for cb, o in zip(cbs, old): setattr(cb, attr, o)
 
-# %% ../nbs/07_learner.ipynb #ed75c3e7
+# %% ../nbs/07_learner.ipynb #9bd9e635
 _LOOP_STATE = ('dl', 'xb', 'yb', 'pred', 'loss', 'iter', 'n_iter', 'training', '_event')
 
 @patch
@@ -450,7 +450,7 @@ def predict(self:Learner,
     finally: self.model.train(was_training)
     return to_device(out[0], torch.device('cpu'))
 
-# %% ../nbs/07_learner.ipynb #3725148d
+# %% ../nbs/07_learner.ipynb #f01cf95b
 class CheckpointError(ValueError):
     "A saved file that cannot be loaded safely, or does not fit: the message names the file and what is wrong."
 
@@ -485,7 +485,7 @@ def check_model_state(model:nn.Module, # the model the state is for
         if torch.is_tensor(got) and got.shape != v.shape:
             raise CheckpointError(f"{path}: {k!r} has shape {tuple(got.shape)} in the file but {tuple(v.shape)} in the model")
 
-# %% ../nbs/07_learner.ipynb #1301ed8e
+# %% ../nbs/07_learner.ipynb #2d3f65a2
 def atomic_save(obj, # what to save: tensors and plain data
                 path): # the file to write
     "Write to a temporary file beside `path` with `torch.save`, flush it to disk, then rename it over `path`: the file is always whole."

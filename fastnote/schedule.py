@@ -8,17 +8,17 @@ Docs: https://fastnote.github.io/fastnote/schedule.html.md"""
 __all__ = ['Schedule', 'SchedLin', 'SchedCos', 'SchedNo', 'SchedExp', 'SchedPoly', 'combine_scheds', 'combined_cos',
            'ParamScheduler', 'sgdr_sched', 'LRFinder', 'valley', 'slide', 'minimum', 'steep']
 
-# %% ../nbs/08_schedule.ipynb #0a7fb48d
+# %% ../nbs/08_schedule.ipynb #88dc0dc8
 import math, struct, warnings
 from collections import namedtuple
 import torch
 from fastcore.basics import patch
-from .optimizer import per_group, check_hyper
+from .optimizer import check_hyper
 from .callback import *
 from .callback import _listify, _check_number
 from .learner import *
 
-# %% ../nbs/08_schedule.ipynb #3ed021f0
+# %% ../nbs/08_schedule.ipynb #3273e217
 class Schedule:
     "A hyper-parameter as a function of the position `pos` in training, from 0 (start) to 1 (end)."
     def __init__(self, name:str, f, *args): self.name, self.f, self.args = name, f, args
@@ -45,7 +45,7 @@ def SchedPoly(start, end, power:float):
     "Polynomial from `start` to `end`: `start + (end - start) * pos ** power`."
     return Schedule('SchedPoly', lambda s, e, p, pos: s + (e - s) * pos ** p, start, end, power)
 
-# %% ../nbs/08_schedule.ipynb #89204106
+# %% ../nbs/08_schedule.ipynb #3dca8840
 def _f32(x:float)->float:
     "`x` rounded to the nearest float32, as a Python float."
     return struct.unpack('f', struct.pack('f', x))[0]
@@ -73,7 +73,7 @@ def combined_cos(pct:float, # the fraction of training spent going from `start` 
     "Two half cosines: from `start` to `middle` over the first `pct` of training, then from `middle` to `end`."
     return combine_scheds([pct, 1 - pct], [SchedCos(start, middle), SchedCos(middle, end)])
 
-# %% ../nbs/08_schedule.ipynb #b70e29c2
+# %% ../nbs/08_schedule.ipynb #9a73ddac
 class ParamScheduler(Callback):
     "Sets hyper-parameters from schedules before every training batch, at the position `pct_train`."
     order, run_valid = 60, False
@@ -108,7 +108,7 @@ def _ratios(values:list)->list:
     ref = values[-1]
     return [v / ref if ref else 1. for v in values]
 
-# %% ../nbs/08_schedule.ipynb #30bfd8f4
+# %% ../nbs/08_schedule.ipynb #a40cba65
 def _check_positive(name:str, v):
     _check_number(name, v)
     if not v > 0: raise ValueError(f"{name} must be > 0, got {v!r}")
@@ -193,7 +193,7 @@ def sgdr_sched(lr_max, # the learning rate at the start of each cycle
         return cos((epoch - starts[i]) / lengths[i])
     return sgdr
 
-# %% ../nbs/08_schedule.ipynb #dc6546e2
+# %% ../nbs/08_schedule.ipynb #28ed771f
 class LRFinder(ParamScheduler):
     "Raises the learning rate exponentially from `start_lr` to `end_lr` over `num_it` batches; stops when the loss diverges."
     def __init__(self, start_lr=1e-7, end_lr=10, num_it:int=100, stop_div:bool=True):
@@ -216,7 +216,7 @@ class LRFinder(ParamScheduler):
 
     def before_validate(self): raise CancelValidException()
 
-# %% ../nbs/08_schedule.ipynb #4b2b35cd
+# %% ../nbs/08_schedule.ipynb #ea7044fa
 def valley(lrs:torch.Tensor, # the learning rates tried, increasing
            losses:torch.Tensor, # the smoothed loss at each
            num_it:int): # how many iterations the finder ran
@@ -265,7 +265,7 @@ def steep(lrs:torch.Tensor, # the learning rates tried, increasing
     i = int(slopes.argmin())
     return float(lrs[i]), (float(lrs[i]), float(losses[i]))
 
-# %% ../nbs/08_schedule.ipynb #bc6d94bb
+# %% ../nbs/08_schedule.ipynb #2fe07ea1
 @patch
 def lr_find(self:Learner,
             start_lr:float=1e-7, # the first learning rate tried
