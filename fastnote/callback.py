@@ -7,10 +7,10 @@ Docs: https://fastnote.github.io/fastnote/callbacks.html.md"""
 # %% auto #0
 __all__ = ['EVENTS', 'INNER_EVENTS', 'TORCH_HYPERS', 'CancelException', 'CancelBatchException', 'CancelTrainException',
            'CancelValidException', 'CancelEpochException', 'CancelFitException', 'CancelBackwardException',
-           'CancelStepException', 'Callback', 'TrainEvalCallback', 'DataLoaders', 'opt_hypers', 'set_opt_hypers',
-           'hyper_setter', 'rank_distrib', 'num_distrib', 'plain_model', 'trainable_params', 'Learner']
+           'CancelStepException', 'Callback', 'TrainEvalCallback', 'DataLoaders', 'opt_hypers', 'hyper_setter',
+           'set_opt_hypers', 'rank_distrib', 'num_distrib', 'plain_model', 'trainable_params', 'Learner']
 
-# %% ../nbs/06_callbacks.ipynb #d74bafd1
+# %% ../nbs/06_callbacks.ipynb #f0c5cc2e
 import math, numbers, os, re, warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +20,7 @@ from torch import nn
 from .optimizer import Optimizer, check_hyper, per_group, HYPER_RANGES
 from .adam import Adam
 
-# %% ../nbs/06_callbacks.ipynb #df24fc9e
+# %% ../nbs/06_callbacks.ipynb #09474a1b
 EVENTS = ('after_create before_fit before_epoch before_train before_batch after_pred after_loss before_backward '
           'after_cancel_backward after_backward before_step after_cancel_step after_step after_cancel_batch after_batch '
           'after_cancel_train after_train before_validate after_cancel_validate after_validate after_cancel_epoch '
@@ -29,7 +29,7 @@ EVENTS = ('after_create before_fit before_epoch before_train before_batch after_
 INNER_EVENTS = frozenset('before_batch after_pred after_loss before_backward after_cancel_backward after_backward '
                          'before_step after_step after_cancel_batch after_batch'.split())   # as in fastai 2.8: not after_cancel_step
 
-# %% ../nbs/06_callbacks.ipynb #a1bbe715
+# %% ../nbs/06_callbacks.ipynb #e2609308
 class CancelException(Exception):
     "Base class of the exceptions a callback raises to cut a stage of the loop short."
 
@@ -48,7 +48,7 @@ class CancelBackwardException(CancelException):
 class CancelStepException(CancelException):
     "Skip the optimizer step: `after_cancel_step`, then `after_step` run."
 
-# %% ../nbs/06_callbacks.ipynb #6d1b6256
+# %% ../nbs/06_callbacks.ipynb #3d0434ba
 def _snake(name:str)->str:
     "`name` in snake case, acronyms kept whole: CSVLogger -> csv_logger, TerminateOnNaN -> terminate_on_nan."
     return re.sub(r'(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])', '_', name.replace('NaN', 'Nan')).lower()
@@ -89,7 +89,7 @@ class Callback:
 
     def __repr__(self): return type(self).__name__
 
-# %% ../nbs/06_callbacks.ipynb #89a3e153
+# %% ../nbs/06_callbacks.ipynb #da40049d
 class TrainEvalCallback(Callback):
     "Puts the model in train or eval mode and keeps the counters `epoch`, `train_iter` and `pct_train`."
     order, run_valid = -10, False
@@ -110,7 +110,7 @@ class TrainEvalCallback(Callback):
         self.learn.model.eval()
         self.learn.training = False
 
-# %% ../nbs/06_callbacks.ipynb #3fe00a26
+# %% ../nbs/06_callbacks.ipynb #cff2d1d7
 class DataLoaders:
     "The training and validation data: any iterables of batches, usually `torch.utils.data.DataLoader`s."
     def __init__(self,
@@ -141,7 +141,7 @@ class DataLoaders:
     def __len__(self): return 2
     def __repr__(self): return f"DataLoaders(train={self.train!r}, valid={self.valid!r})"
 
-# %% ../nbs/06_callbacks.ipynb #1e531dd1
+# %% ../nbs/06_callbacks.ipynb #34582803
 # where fastnote's hyper-parameters live in torch's own optimizers: a key, or (key, index) inside a tuple like betas
 TORCH_HYPERS = {'lr': ('lr',), 'mom': ('momentum', ('betas', 0)), 'sqr_mom': ('alpha', ('betas', 1)),
                 'eps': ('eps',), 'wd': ('weight_decay',)}
@@ -167,21 +167,6 @@ def opt_hypers(opt:torch.optim.Optimizer, # a fastnote `Optimizer` or any torch 
     mapped = {p if isinstance(p, str) else p[0] for ps in TORCH_HYPERS.values() for p in ps}
     return res | {k: v for k, v in pg.items() if k not in mapped and k != 'params' and _is_number(v)}
 
-def set_opt_hypers(opt:torch.optim.Optimizer, # a fastnote `Optimizer` or any torch optimizer
-                   **hypers): # fastnote names: one value for all groups, a list with one per group, or a slice
-    "Set hyper-parameters of any optimizer by fastnote's names, checked as fastnote's own are."
-    if isinstance(opt, Optimizer): return opt.set_hypers(**hypers)
-    groups = opt.param_groups
-    for name, v in hypers.items():
-        place = _torch_place(groups[0], name)
-        if place is None:
-            raise ValueError(f"{type(opt).__name__} has no hyper-parameter {name!r}; it has {sorted(opt_hypers(opt))}")
-        for pg, x in zip(groups, per_group(name, v, len(groups))):
-            x = check_hyper(name, x)
-            if isinstance(place, str): pg[place] = x
-            else: pg[place[0]] = tuple(x if i == place[1] else b for i, b in enumerate(pg[place[0]]))
-
-# %% ../nbs/06_callbacks.ipynb #ab283b67
 def hyper_setter(opt:torch.optim.Optimizer, # a fastnote `Optimizer` or any torch optimizer
                  name:str): # a hyper-parameter, by fastnote's name
     "A function setting hyper-parameter `name` of every param group from a list of values, checked: what schedules call every batch."
@@ -189,9 +174,9 @@ def hyper_setter(opt:torch.optim.Optimizer, # a fastnote `Optimizer` or any torc
     place = (name if name in groups[0] else None) if isinstance(opt, Optimizer) else _torch_place(groups[0], name)
     if place is None: raise ValueError(f"{type(opt).__name__} has no hyper-parameter {name!r}; it has {sorted(opt_hypers(opt))}")
     low, high = HYPER_RANGES.get(name, (None, None))
-    def checked(x):
-        if low is not None and not (math.isfinite(x) and low <= x and (high is None or x < high)): check_hyper(name, x)
-        return x
+    def checked(x):                     # a float in range passes at once; anything else goes through `check_hyper`
+        if type(x) is float and (low is None or (math.isfinite(x) and low <= x and (high is None or x < high))): return x
+        return check_hyper(name, x)
     if isinstance(place, str):          # `opt.param_groups` is read at each call: `load_state_dict` replaces it
         def set_values(values:list):
             for pg, x in zip(opt.param_groups, values): pg[place] = checked(x)
@@ -201,7 +186,12 @@ def hyper_setter(opt:torch.optim.Optimizer, # a fastnote `Optimizer` or any torc
             for pg, x in zip(opt.param_groups, values): pg[key] = tuple(checked(x) if j == i else b for j, b in enumerate(pg[key]))
     return set_values
 
-# %% ../nbs/06_callbacks.ipynb #5a7367de
+def set_opt_hypers(opt:torch.optim.Optimizer, # a fastnote `Optimizer` or any torch optimizer
+                   **hypers): # fastnote names: one value for all groups, a list with one per group, or a slice
+    "Set hyper-parameters of any optimizer by fastnote's names, checked as fastnote's own are."
+    for name, v in hypers.items(): hyper_setter(opt, name)(per_group(name, v, len(opt.param_groups)))
+
+# %% ../nbs/06_callbacks.ipynb #53bd6e5b
 def rank_distrib()->int:
     "This process's rank in a distributed run launched by `torchrun` (0 outside one)."
     return int(os.environ.get('RANK', 0))
@@ -215,7 +205,7 @@ def plain_model(model:nn.Module)->nn.Module:
     wrappers = (nn.parallel.DistributedDataParallel, nn.DataParallel)
     return model.module if isinstance(model, wrappers) else model
 
-# %% ../nbs/06_callbacks.ipynb #701809cd
+# %% ../nbs/06_callbacks.ipynb #9b95fe2a
 def trainable_params(model:nn.Module)->list:
     "The parameters of `model` that require a gradient: what the optimizer gets by default."
     return [p for p in model.parameters() if p.requires_grad]
@@ -243,7 +233,7 @@ def _add_note(e:BaseException, text:str):
     if hasattr(e, 'add_note'): e.add_note(text)
     else: e.__notes__ = [*getattr(e, '__notes__', []), text]
 
-# %% ../nbs/06_callbacks.ipynb #20dcfc58
+# %% ../nbs/06_callbacks.ipynb #bcf8d44b
 def _listify(cbs)->list:
     if cbs is None: return []
     return list(cbs) if isinstance(cbs, (list, tuple)) else [cbs]
@@ -255,7 +245,7 @@ def _split_batch(b)->tuple:
     n = len(b) - 1 if len(b) > 1 else 1
     return tuple(b[:n]), tuple(b[n:])
 
-# %% ../nbs/06_callbacks.ipynb #577c70f7
+# %% ../nbs/06_callbacks.ipynb #dc1c5ca8
 class Learner:
     "The training loop and its state: trains `model` on `dls` with `loss_func` and an optimizer made by `opt_func`; callbacks can change every step."
     default_cbs = [TrainEvalCallback]   # the Learner chapter adds DeviceCallback, Recorder and ProgressCallback
@@ -322,7 +312,7 @@ class Learner:
         self._handlers = {e: [(cb, getattr(cb, e)) for cb in cbs if handles(cb, e)] for e in EVENTS}
         return self._handlers
 
-# %% ../nbs/06_callbacks.ipynb #be8dee3f
+# %% ../nbs/06_callbacks.ipynb #3d2d987d
 @patch
 def fit(self:Learner,
         n_epoch:int, # how many times to go through the training data
@@ -419,7 +409,7 @@ def _with_events(self:Learner, f, stage:str, cancel:type):
     except cancel: self(f'after_cancel_{stage}')
     self(f'after_{stage}')
 
-# %% ../nbs/06_callbacks.ipynb #5d248c49
+# %% ../nbs/06_callbacks.ipynb #11fa2780
 @patch
 def add_cb(self:Learner, cb):
     "Add callback `cb` (an instance, or a class to instantiate); it becomes `self.<cb.name>`."
@@ -489,7 +479,7 @@ def _removed_cbs(learn, cbs):
     try: yield learn
     finally: learn.add_cbs(cbs)
 
-# %% ../nbs/06_callbacks.ipynb #127665c5
+# %% ../nbs/06_callbacks.ipynb #aa6d844f
 @patch
 def create_opt(self:Learner):
     "Make the optimizer: `self.opt_func(self.splitter(self.model), lr=self.lr)`, with one learning rate per group if `lr` has several."
