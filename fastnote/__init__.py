@@ -17,4 +17,5 @@ from .schedule import *
 from .everyday import *
 from .checkpoint import *
 from .distributed import *
+from .lab import *
 from .demo import *

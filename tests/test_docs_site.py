@@ -17,7 +17,7 @@ CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-
                  '--disable-component-update', '--disable-sync', '--disable-default-apps']
 # a word that only a chapter's prose has, and the page search must find it on
 SEARCHES = {'curvature': 'optimizer.html', 'canyon': 'momentum.html', 'lockstep': 'rmsprop.html', 'signum': 'adam.html',
-            'overfitting': 'decay.html', 'mixup': 'callbacks.html', 'tqdm': 'learner.html', 'annealing': 'schedule.html', 'amplifies': 'checkpoint.html', 'patience': 'everyday.html', 'replicas': 'distributed.html',
+            'overfitting': 'decay.html', 'mixup': 'callbacks.html', 'tqdm': 'learner.html', 'annealing': 'schedule.html', 'amplifies': 'checkpoint.html', 'patience': 'everyday.html', 'replicas': 'distributed.html', 'banana': 'lab.html',
             'leaderboard': 'demo.html'}
 
 
@@ -205,3 +205,13 @@ def test_search_finds_chapter_words(site, server, browser, word, page):
     assert any(h.split('?')[0].split('#')[0].endswith(page) for h in hits), f"searching {word!r} found {hits}, not {page}"
     assert not probe.problems, probe.problems
     probe.ctx.close()
+
+
+def test_lab_page_shows_the_animation(site):
+    "The optimizer lab's page carries its GIF inside the page: an animation of many frames, nothing to fetch."
+    import base64, io
+    from PIL import Image
+    srcs = re.findall(r'<img src="data:image/gif;base64,([A-Za-z0-9+/=]+)"', (site/'lab.html').read_text(encoding='utf-8'))
+    assert srcs, "lab.html shows no GIF"
+    with Image.open(io.BytesIO(base64.b64decode(srcs[0]))) as gif:
+        assert gif.format == 'GIF' and gif.n_frames >= 30 and gif.size[0] > 300
