@@ -8,14 +8,14 @@ Docs: https://fastnote.github.io/fastnote/lab.html.md"""
 __all__ = ['SURFACES', 'Surface', 'canyon', 'rosenbrock', 'beale', 'two_minima', 'get_surface', 'Trajectory', 'trajectory',
            'plot_surface', 'plot_trajectories', 'GIF', 'animate_trajectories']
 
-# %% ../nbs/12_lab.ipynb #f4729bde
+# %% ../nbs/12_lab.ipynb #492bbbce
 import base64, difflib, io, math, numbers, os, tempfile, warnings
 from pathlib import Path
 from typing import NamedTuple
 import torch
 from .callback import hyper_setter
 
-# %% ../nbs/12_lab.ipynb #f8ff3397
+# %% ../nbs/12_lab.ipynb #b86227a7
 class Surface:
     "A loss over the plane: `f(x, y)` on tensors, where its minimum lies, and the window plots show."
     def __init__(self,
@@ -62,7 +62,7 @@ def _check_noise(noise)->float:
         raise ValueError(f"noise must be a finite number >= 0 (a standard deviation), got {noise!r}")
     return float(noise)
 
-# %% ../nbs/12_lab.ipynb #fe31b7c8
+# %% ../nbs/12_lab.ipynb #f435162a
 def canyon(x, y):
     "A long narrow valley: curvature 0.1 along x and 10 across it (y); the minimum is 0 at (0, 0)."
     return 0.05 * x**2 + 5 * y**2
@@ -81,13 +81,13 @@ def two_minima(x, y):
     wide = torch.exp(-((x - 2)**2 + y**2) / 2.88)          # width 1.2
     return 1 - sharp - wide + 0.05 * (x**2 + y**2)
 
-# %% ../nbs/12_lab.ipynb #f43dc97b
+# %% ../nbs/12_lab.ipynb #f4b1ee99
 _BASE = [Surface('canyon', canyon, (0, 0), (-10, 10), (-3, 3), (-8, 1.5)),
          Surface('rosenbrock', rosenbrock, (1, 1), (-2, 2), (-1, 3), (-1.5, 2.5)),
          Surface('beale', beale, (3, 0.5), (-4.5, 4.5), (-4.5, 4.5), (1, 1.5)),
          Surface('two_minima', two_minima, (1.7431682379651001, 0), (-4, 5), (-3, 3), (-3.5, 0.4),
                  others=[(-0.9648802986326843, 0)])]
-_NOISE = {'canyon': 1., 'rosenbrock': 2., 'beale': 1., 'two_minima': 0.2}   # about a tenth of the gradients on the way
+_NOISE = {'canyon': 1., 'rosenbrock': 2., 'beale': 1., 'two_minima': 0.2}   # visible in pictures; Adam still gets close
 SURFACES = {s.name: s for s in _BASE} | {f'noisy_{s.name}': s.noisy(_NOISE[s.name]) for s in _BASE}
 
 def get_surface(surface)->Surface:
@@ -101,7 +101,7 @@ def get_surface(surface)->Surface:
         raise ValueError(f"unknown surface {surface!r}: expected one of {list(SURFACES)}{hint}")
     return SURFACES[surface]
 
-# %% ../nbs/12_lab.ipynb #7e9b64e1
+# %% ../nbs/12_lab.ipynb #4b723c5b
 class Trajectory(NamedTuple):
     "Where an optimizer went: `points`, shape (n_steps+1, 2), from the start, and the exact `losses` there, shape (n_steps+1,)."
     points: torch.Tensor
@@ -162,7 +162,7 @@ def _sched_setters(opt, scheds:dict)->list:
             raise TypeError(f"scheds[{name!r}] must be a schedule, a function of the position in training (0 to 1), got {sched!r}")
     return [(sched, hyper_setter(opt, name)) for name, sched in scheds.items()]
 
-# %% ../nbs/12_lab.ipynb #7bcfa34a
+# %% ../nbs/12_lab.ipynb #0d967727
 def plot_surface(surface, # a name in `SURFACES` or a `Surface`
                  ax=None, # the matplotlib axes to draw on; a new figure if None
                  n_levels:int=25, # how many contour levels
@@ -184,7 +184,7 @@ def plot_surface(surface, # a name in `SURFACES` or a `Surface`
     ax.set(xlim=s.xlim, ylim=s.ylim, xlabel='x', ylabel='y', title=s.name)
     return ax
 
-# %% ../nbs/12_lab.ipynb #4a5ed82e
+# %% ../nbs/12_lab.ipynb #a8b0a4f4
 def _check_runs(runs)->dict:
     "`runs` as `{label: Trajectory}` on the CPU, or an error naming the entry that is not a trajectory."
     if not isinstance(runs, dict) or not runs:
@@ -244,9 +244,9 @@ def plot_trajectories(runs:dict, # label -> `Trajectory`, as `trajectory` return
     runs, surface = _check_runs(runs), get_surface(surface)
     fig, artists = _draw(runs, surface, title, figsize)
     _show_upto(runs, artists, max(len(t.points) for t in runs.values()) - 1)
-    return fig
+    return tuple(fig.axes)        # (map, losses), as `plt.subplots` gives them; Jupyter shows the figure itself once
 
-# %% ../nbs/12_lab.ipynb #973afb04
+# %% ../nbs/12_lab.ipynb #ef17a664
 class GIF:
     "An animated GIF held in memory: notebooks and the docs pages show it, and `save` writes it to a file."
     def __init__(self, data:bytes): self.data = bytes(data)
@@ -274,7 +274,7 @@ class GIF:
 
     def __repr__(self): return f"GIF({len(self.data) / 1024:.0f} KiB, {self.n_frames} frames)"
 
-# %% ../nbs/12_lab.ipynb #255e3694
+# %% ../nbs/12_lab.ipynb #53002f6f
 def _gif_writer(fps:float, hold:float):
     "matplotlib's Pillow writer, taking frames from the canvas as it is and writing them all with one palette."
     from matplotlib.animation import PillowWriter

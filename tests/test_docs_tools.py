@@ -1,6 +1,6 @@
 """The pieces of tools/docs.py that turn nbdev's processed notebooks into Sphinx pages and the README."""
 import pytest
-from docs import quarto_slug, page_name, split_options, quarto_md_to_myst, relink, page_cells, readme_text
+from docs import quarto_slug, page_name, split_options, quarto_md_to_myst, relink, page_cells, readme_text, output_markdown
 
 PAGES = {'index.ipynb': 'index', '01_sgd.ipynb': 'sgd', '99_demo.ipynb': 'demo'}
 BASE = 'https://fastnote.github.io/fastnote/'
@@ -77,3 +77,14 @@ def test_readme_text_has_no_directives_or_hidden_cells():
     assert 'print("noise")' in txt and '```\nnoise' not in txt         # output: false keeps the code, not the output
     assert 'Read [this](nbs/01_sgd.ipynb).' in txt
     assert '```python\n1 + 1\n```\n\n```\n2\n```' in txt
+
+
+def test_readme_keeps_text_outputs_and_drops_pictures():
+    "A plot or an animation has no place in README.md, and its text/plain (`<Figure size ...>`) is only a repr."
+    figure = dict(output_type='display_data', data={'image/png': 'iVBO', 'text/plain': '<Figure size 1100x400 with 2 Axes>'})
+    gif = dict(output_type='execute_result', data={'text/html': '<img src="data:image/gif;base64,R0lG">', 'text/plain': 'GIF(86 KiB)'})
+    printed = dict(output_type='stream', name='stdout', text='w=3.000\n')
+    value = dict(output_type='execute_result', data={'text/plain': "['canyon', 'beale']"})
+    assert output_markdown(figure) == '' and output_markdown(gif) == ''
+    assert output_markdown(printed) == "```\nw=3.000\n```"
+    assert output_markdown(value) == "```\n['canyon', 'beale']\n```"

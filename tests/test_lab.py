@@ -113,8 +113,8 @@ def test_divergence_warns_and_fills_nan():
         t = trajectory(SGD, 'beale', n_steps=30, lr=1., start=(4, 4))
     bad = (~t.losses.isfinite()).nonzero()[0, 0].item()
     assert t.losses[:bad].isfinite().all() and t.points[bad + 1:].isnan().all()
-    fig = plot_trajectories({'too fast': t}, 'beale')   # a diverged run still draws
-    plt.close(fig)
+    ax_map, _ = plot_trajectories({'too fast': t}, 'beale')   # a diverged run still draws
+    plt.close(ax_map.figure)
 
 
 BAD_CALLS = [
@@ -155,16 +155,15 @@ def test_custom_surface():
 
 def test_plot_draws_the_trajectories_points():
     runs = {'SGD': trajectory(SGD, 'rosenbrock', n_steps=30, lr=1e-3), 'Adam': trajectory(Adam, 'rosenbrock', n_steps=20, lr=0.05)}
-    fig = plot_trajectories(runs, 'rosenbrock')
-    ax_map, ax_loss = fig.axes
+    ax_map, ax_loss = plot_trajectories(runs, 'rosenbrock')
     paths = {l.get_label(): l for l in ax_map.get_lines()}
     for label, t in runs.items():
         x, y = paths[label].get_data()
         assert torch.equal(torch.as_tensor(x), t.points[:, 0]) and torch.equal(torch.as_tensor(y), t.points[:, 1])
     losses = {l.get_label(): l for l in ax_loss.get_lines()}
     torch.testing.assert_close(torch.as_tensor(losses['Adam'].get_ydata()), runs['Adam'].losses.clamp_min(1e-15))
-    assert ax_loss.get_yscale() == 'log' and ax_map.get_title() == 'rosenbrock'
-    plt.close(fig)
+    assert ax_loss.get_yscale() == 'log' and ax_map.get_title() == 'rosenbrock' and ax_map.figure is ax_loss.figure
+    plt.close(ax_map.figure)
 
 
 @pytest.mark.parametrize('runs', [{}, [trajectory(SGD, 'canyon', n_steps=2, lr=0.1)], {'a': (torch.zeros(3), torch.zeros(3))},

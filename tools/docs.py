@@ -140,6 +140,7 @@ def output_markdown(o)->str:
     "A code cell output as README markdown: markdown as is, text fenced, '' for images and other rich outputs."
     data = o.get('data', {})
     if 'text/markdown' in data: return joined(data['text/markdown']).rstrip()
+    if any(k.startswith('image/') or k == 'text/html' for k in data): return ''   # its text/plain is only a repr
     txt = joined(o['text']) if o.get('output_type') == 'stream' else joined(data.get('text/plain', ''))
     return f"```\n{txt.rstrip()}\n```" if txt.strip() else ''
 
