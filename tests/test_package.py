@@ -74,3 +74,16 @@ def test_demo_without_optional_dependency_says_what_to_install(clean_venv):
     assert res.returncode != 0
     assert 'pip install scikit-learn' in res.stdout + res.stderr
     assert 'Traceback' not in res.stderr, res.stderr
+
+
+def test_lab_draws_from_the_installed_wheel(clean_venv):
+    "The optimizer lab needs only the declared dependencies: matplotlib draws, Pillow writes the GIF."
+    venv, _ = clean_venv
+    code = ("from fastnote import trajectory, plot_trajectories, animate_trajectories, Adam\n"
+            "t = trajectory(Adam, 'noisy_rosenbrock', n_steps=30, lr=0.05, seed=1)\n"
+            "ax_map, _ = plot_trajectories({'Adam': t}, 'noisy_rosenbrock'); ax_map.figure.savefig('lab.png')\n"
+            "print(animate_trajectories({'Adam': t}, 'noisy_rosenbrock', fname='lab.gif', n_frames=10).n_frames)")
+    res = run([str(venv/'bin'/'python'), '-c', code], cwd=venv, env=os.environ | {'MPLBACKEND': 'Agg'})
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ['10']
+    assert (venv/'lab.gif').read_bytes()[:6] == b'GIF89a' and (venv/'lab.png').stat().st_size > 10_000
