@@ -8,14 +8,16 @@ Docs: https://fastnote.github.io/fastnote/lab.html.md"""
 __all__ = ['SURFACES', 'Surface', 'canyon', 'rosenbrock', 'beale', 'two_minima', 'get_surface', 'Trajectory', 'trajectory',
            'plot_surface', 'plot_trajectories', 'GIF', 'animate_trajectories']
 
-# %% ../nbs/12_lab.ipynb #492bbbce
-import base64, difflib, io, math, numbers, os, tempfile, warnings
+# %% ../nbs/12_lab.ipynb #c82483a6
+import base64, difflib, io, math, tempfile, warnings
 from pathlib import Path
 from typing import NamedTuple
 import torch
-from .callback import hyper_setter
+from .callback import hyper_setter, _check_number
+from .learner import atomic_write
+from .schedule import _check_positive
 
-# %% ../nbs/12_lab.ipynb #b86227a7
+# %% ../nbs/12_lab.ipynb #eebdc9bd
 class Surface:
     "A loss over the plane: `f(x, y)` on tensors, where its minimum lies, and the window plots show."
     def __init__(self,
@@ -30,7 +32,7 @@ class Surface:
                 ):
         self.name, self.f, self.xlim, self.ylim, self.others = name, f, tuple(xlim), tuple(ylim), tuple(others)
         self.minimum, self.start = _as_point(minimum, 'minimum').tolist(), _as_point(start, 'start').tolist()
-        self.noise = _check_noise(noise)
+        self.noise = float(_check_number('noise', noise))
 
     def __call__(self, xy:torch.Tensor)->torch.Tensor:
         "The loss at the points `xy`, a tensor whose last dimension holds (x, y)."
@@ -57,12 +59,7 @@ def _as_point(xy, name:str='start'):
         raise ValueError(f"{name} must be a point (x, y): two finite numbers, got {xy!r}")
     return t
 
-def _check_noise(noise)->float:
-    if isinstance(noise, bool) or not isinstance(noise, numbers.Real) or not math.isfinite(noise) or noise < 0:
-        raise ValueError(f"noise must be a finite number >= 0 (a standard deviation), got {noise!r}")
-    return float(noise)
-
-# %% ../nbs/12_lab.ipynb #f435162a
+# %% ../nbs/12_lab.ipynb #d5f4ad54
 def canyon(x, y):
     "A long narrow valley: curvature 0.1 along x and 10 across it (y); the minimum is 0 at (0, 0)."
     return 0.05 * x**2 + 5 * y**2
@@ -81,7 +78,7 @@ def two_minima(x, y):
     wide = torch.exp(-((x - 2)**2 + y**2) / 2.88)          # width 1.2
     return 1 - sharp - wide + 0.05 * (x**2 + y**2)
 
-# %% ../nbs/12_lab.ipynb #f4b1ee99
+# %% ../nbs/12_lab.ipynb #45bed021
 _BASE = [Surface('canyon', canyon, (0, 0), (-10, 10), (-3, 3), (-8, 1.5)),
          Surface('rosenbrock', rosenbrock, (1, 1), (-2, 2), (-1, 3), (-1.5, 2.5)),
          Surface('beale', beale, (3, 0.5), (-4.5, 4.5), (-4.5, 4.5), (1, 1.5)),
@@ -101,7 +98,7 @@ def get_surface(surface)->Surface:
         raise ValueError(f"unknown surface {surface!r}: expected one of {list(SURFACES)}{hint}")
     return SURFACES[surface]
 
-# %% ../nbs/12_lab.ipynb #4b723c5b
+# %% ../nbs/12_lab.ipynb #c76c745c
 class Trajectory(NamedTuple):
     "Where an optimizer went: `points`, shape (n_steps+1, 2), from the start, and the exact `losses` there, shape (n_steps+1,)."
     points: torch.Tensor
@@ -117,9 +114,9 @@ def trajectory(opt_func, # makes the optimizer from a list of parameters: fastno
                **hypers)->Trajectory: # for `opt_func`, e.g. `lr=0.1, mom=0.9`
     "Run an optimizer on a surface from `start` for `n_steps` steps; returns the points it visits and their losses."
     surface = get_surface(surface)
-    n_steps, seed = _check_count('n_steps', n_steps), _check_count('seed', seed)
+    n_steps, seed = _check_number('n_steps', n_steps, integer=True), _check_number('seed', seed, integer=True)
     point = _as_point(surface.start if start is None else start).requires_grad_()
-    sigma = math.hypot(surface.noise, _check_noise(noise))
+    sigma = math.hypot(surface.noise, _check_number('noise', noise))
     opt = _make_opt(opt_func, point, hypers)
     setters = _sched_setters(opt, scheds or {})
     gen = torch.Generator().manual_seed(seed)
@@ -142,11 +139,6 @@ def trajectory(opt_func, # makes the optimizer from a list of parameters: fastno
             break
     return Trajectory(points, losses)
 
-def _check_count(name:str, v)->int:
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
-        raise ValueError(f"{name} must be a whole number >= 0, got {v!r}")
-    return int(v)
-
 def _make_opt(opt_func, point, hypers:dict):
     if not callable(opt_func):
         raise TypeError(f"opt_func must make an optimizer from a list of parameters (e.g. fastnote.Adam), got {opt_func!r}")
@@ -162,7 +154,7 @@ def _sched_setters(opt, scheds:dict)->list:
             raise TypeError(f"scheds[{name!r}] must be a schedule, a function of the position in training (0 to 1), got {sched!r}")
     return [(sched, hyper_setter(opt, name)) for name, sched in scheds.items()]
 
-# %% ../nbs/12_lab.ipynb #0d967727
+# %% ../nbs/12_lab.ipynb #1578f2a9
 def plot_surface(surface, # a name in `SURFACES` or a `Surface`
                  ax=None, # the matplotlib axes to draw on; a new figure if None
                  n_levels:int=25, # how many contour levels
@@ -184,7 +176,7 @@ def plot_surface(surface, # a name in `SURFACES` or a `Surface`
     ax.set(xlim=s.xlim, ylim=s.ylim, xlabel='x', ylabel='y', title=s.name)
     return ax
 
-# %% ../nbs/12_lab.ipynb #a8b0a4f4
+# %% ../nbs/12_lab.ipynb #4de21f1e
 def _check_runs(runs)->dict:
     "`runs` as `{label: Trajectory}` on the CPU, or an error naming the entry that is not a trajectory."
     if not isinstance(runs, dict) or not runs:
@@ -246,7 +238,7 @@ def plot_trajectories(runs:dict, # label -> `Trajectory`, as `trajectory` return
     _show_upto(runs, artists, max(len(t.points) for t in runs.values()) - 1)
     return tuple(fig.axes)        # (map, losses), as `plt.subplots` gives them; Jupyter shows the figure itself once
 
-# %% ../nbs/12_lab.ipynb #ef17a664
+# %% ../nbs/12_lab.ipynb #4dda2896
 class GIF:
     "An animated GIF held in memory: notebooks and the docs pages show it, and `save` writes it to a file."
     def __init__(self, data:bytes): self.data = bytes(data)
@@ -258,15 +250,8 @@ class GIF:
         with Image.open(io.BytesIO(self.data)) as im: return im.n_frames
 
     def save(self, fname)->Path:
-        "Write the GIF to `fname` whole or not at all (a temporary file, then a rename); returns the path."
-        path = Path(fname)
-        tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-        try:
-            tmp.write_bytes(self.data)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists(): tmp.unlink()
-        return path
+        "Write the GIF to `fname`, whole or not at all (`atomic_write`); returns the path."
+        return atomic_write(fname, lambda f: f.write(self.data))
 
     def _repr_html_(self):
         data = base64.b64encode(self.data).decode()
@@ -274,7 +259,7 @@ class GIF:
 
     def __repr__(self): return f"GIF({len(self.data) / 1024:.0f} KiB, {self.n_frames} frames)"
 
-# %% ../nbs/12_lab.ipynb #53002f6f
+# %% ../nbs/12_lab.ipynb #9d32170a
 def _gif_writer(fps:float, hold:float):
     "matplotlib's Pillow writer, taking frames from the canvas as it is and writing them all with one palette."
     from matplotlib.animation import PillowWriter
@@ -303,10 +288,7 @@ def animate_trajectories(runs:dict, # label -> `Trajectory`, as `trajectory` ret
     "The picture of `plot_trajectories`, drawn step by step into an animated GIF by matplotlib's Pillow writer."
     import matplotlib.pyplot as plt
     runs, surface = _check_runs(runs), get_surface(surface)
-    if _check_count('n_frames', n_frames) < 2: raise ValueError(f"n_frames must be at least 2, got {n_frames}")
-    for name, v in (('fps', fps), ('hold', hold)):
-        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (v >= 0 and math.isfinite(v)) or (name == 'fps' and v == 0):
-            raise ValueError(f"{name} must be a finite number {'> 0' if name == 'fps' else '>= 0'}, got {v!r}")
+    _check_number('n_frames', n_frames, low=2, integer=True), _check_positive('fps', fps), _check_number('hold', hold)
     n = max(len(t.points) for t in runs.values()) - 1
     steps = sorted({round(i * n / (n_frames - 1)) for i in range(n_frames)})
     fig, artists = _draw(runs, surface, title, figsize)

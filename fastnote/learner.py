@@ -7,7 +7,7 @@ Docs: https://fastnote.github.io/fastnote/learner.html.md"""
 # %% auto #0
 __all__ = ['default_device', 'to_device', 'DeviceCallback', 'find_bs', 'Metric', 'AvgMetric', 'as_metric', 'accuracy',
            'error_rate', 'Recorder', 'ProgressCallback', 'GatherPredsCallback', 'CheckpointError', 'safe_load',
-           'check_model_state', 'atomic_save']
+           'check_model_state', 'atomic_write', 'atomic_save']
 
 # %% ../nbs/07_learner.ipynb #364c095a
 import inspect, os, pickle, time, warnings
@@ -486,20 +486,25 @@ def check_model_state(model:nn.Module, # the model the state is for
             raise CheckpointError(f"{path}: {k!r} has shape {tuple(got.shape)} in the file but {tuple(v.shape)} in the model")
 
 # %% ../nbs/07_learner.ipynb #2d3f65a2
-def atomic_save(obj, # what to save: tensors and plain data
-                path): # the file to write
-    "Write to a temporary file beside `path` with `torch.save`, flush it to disk, then rename it over `path`: the file is always whole."
+def atomic_write(path, # the file to write
+                 write): # fills the file: called once with it open for writing bytes
+    "Write a file whole or not at all: `write(f)` fills a temporary file beside `path`, flushed to disk, then renamed over `path`."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
     try:
         with open(tmp, 'wb') as f:
-            torch.save(obj, f)
+            write(f)
             f.flush(); os.fsync(f.fileno())
         os.replace(tmp, path)            # atomic on POSIX and Windows: readers see the old file or the new one
     finally:
         if tmp.exists(): tmp.unlink()
     return path
+
+def atomic_save(obj, # what to save: tensors and plain data
+                path): # the file to write
+    "Save an object with `torch.save` through `atomic_write`: the file at `path` is always whole."
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 @patch
 def _model_file(self:Learner, file)->Path: return self.path/self.model_dir/f'{file}.pth'
