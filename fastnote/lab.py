@@ -8,16 +8,16 @@ Docs: https://fastnote.github.io/fastnote/lab.html.md"""
 __all__ = ['SURFACES', 'Surface', 'canyon', 'rosenbrock', 'beale', 'two_minima', 'get_surface', 'Trajectory', 'trajectory',
            'plot_surface', 'plot_trajectories', 'GIF', 'animate_trajectories']
 
-# %% ../nbs/12_lab.ipynb #a1ceb226
+# %% ../nbs/12_lab.ipynb #da507179
 import base64, difflib, io, math, tempfile, warnings
 from pathlib import Path
 from typing import NamedTuple
 import torch
-from .callback import hyper_setter, _check_number
+from .callback import hyper_setter, _check_number, _add_note
 from .learner import atomic_write
 from .schedule import _check_positive
 
-# %% ../nbs/12_lab.ipynb #06cf39a2
+# %% ../nbs/12_lab.ipynb #b4439886
 class Surface:
     "A loss over the plane: `f(x, y)` on tensors, where its minimum lies, and the window plots show."
     def __init__(self,
@@ -59,7 +59,7 @@ def _as_point(xy, name:str='start'):
         raise ValueError(f"{name} must be a point (x, y): two finite numbers, got {xy!r}")
     return t
 
-# %% ../nbs/12_lab.ipynb #f05dcaba
+# %% ../nbs/12_lab.ipynb #f6cd144f
 def canyon(x, y):
     "A long narrow valley: curvature 0.1 along x and 10 across it (y); the minimum is 0 at (0, 0)."
     return 0.05 * x**2 + 5 * y**2
@@ -78,7 +78,7 @@ def two_minima(x, y):
     wide = torch.exp(-((x - 2)**2 + y**2) / 2.88)          # width 1.2
     return 1 - sharp - wide + 0.05 * (x**2 + y**2)
 
-# %% ../nbs/12_lab.ipynb #3c030430
+# %% ../nbs/12_lab.ipynb #21d1c414
 _BASE = [Surface('canyon', canyon, (0, 0), (-10, 10), (-3, 3), (-8, 1.5)),
          Surface('rosenbrock', rosenbrock, (1, 1), (-2, 2), (-1, 3), (-1.5, 2.5)),
          Surface('beale', beale, (3, 0.5), (-4.5, 4.5), (-4.5, 4.5), (1, 1.5)),
@@ -98,7 +98,7 @@ def get_surface(surface)->Surface:
         raise ValueError(f"unknown surface {surface!r}: expected one of {list(SURFACES)}{hint}")
     return SURFACES[surface]
 
-# %% ../nbs/12_lab.ipynb #e1878d7b
+# %% ../nbs/12_lab.ipynb #59fe0fb7
 class Trajectory(NamedTuple):
     "Where an optimizer went: `points`, shape (n_steps+1, 2), from the start, and the exact `losses` there, shape (n_steps+1,)."
     points: torch.Tensor
@@ -142,7 +142,11 @@ def trajectory(opt_func, # makes the optimizer from a list of parameters: fastno
 def _make_opt(opt_func, point, hypers:dict):
     if not callable(opt_func):
         raise TypeError(f"opt_func must make an optimizer from a list of parameters (e.g. fastnote.Adam), got {opt_func!r}")
-    opt = opt_func([point], **hypers)
+    try: opt = opt_func([point], **hypers)
+    except TypeError as e:          # most often a hyper-parameter under the other library's name
+        _add_note(e, f"trajectory passed {sorted(hypers)} to opt_func as they are: fastnote's optimizers call them lr, mom, "
+                     f"sqr_mom, eps, wd; torch's lr, momentum, betas, alpha, eps, weight_decay")
+        raise
     if not isinstance(opt, torch.optim.Optimizer):
         raise TypeError(f"opt_func must return a torch.optim.Optimizer, got a {type(opt).__name__} from {opt_func!r}")
     return opt
@@ -154,7 +158,7 @@ def _sched_setters(opt, scheds:dict)->list:
             raise TypeError(f"scheds[{name!r}] must be a schedule, a function of the position in training (0 to 1), got {sched!r}")
     return [(sched, hyper_setter(opt, name)) for name, sched in scheds.items()]
 
-# %% ../nbs/12_lab.ipynb #5729b00b
+# %% ../nbs/12_lab.ipynb #eb3a7a64
 def plot_surface(surface, # a name in `SURFACES` or a `Surface`
                  ax=None, # the matplotlib axes to draw on; a new figure if None
                  n_levels:int=25, # how many contour levels
@@ -176,7 +180,7 @@ def plot_surface(surface, # a name in `SURFACES` or a `Surface`
     ax.set(xlim=s.xlim, ylim=s.ylim, xlabel='x', ylabel='y', title=s.name)
     return ax
 
-# %% ../nbs/12_lab.ipynb #50705d67
+# %% ../nbs/12_lab.ipynb #24736e43
 def _check_runs(runs)->dict:
     "`runs` as `{label: Trajectory}` on the CPU, or an error naming the entry that is not a trajectory."
     if not isinstance(runs, dict) or not runs:
@@ -238,7 +242,7 @@ def plot_trajectories(runs:dict, # label -> `Trajectory`, as `trajectory` return
     _show_upto(runs, artists, max(len(t.points) for t in runs.values()) - 1)
     return tuple(fig.axes)        # (map, losses), as `plt.subplots` gives them; Jupyter shows the figure itself once
 
-# %% ../nbs/12_lab.ipynb #a9ed5c11
+# %% ../nbs/12_lab.ipynb #b0969881
 class GIF:
     "An animated GIF held in memory: notebooks and the docs pages show it, and `save` writes it to a file."
     def __init__(self, data:bytes): self.data = bytes(data)
@@ -259,7 +263,7 @@ class GIF:
 
     def __repr__(self): return f"GIF({len(self.data) / 1024:.0f} KiB, {self.n_frames} frames)"
 
-# %% ../nbs/12_lab.ipynb #c2e15099
+# %% ../nbs/12_lab.ipynb #f52c976f
 def _gif_writer(fps:float, hold:float):
     "matplotlib's Pillow writer, taking frames from the canvas as it is and writing them all with one palette."
     from matplotlib.animation import PillowWriter
@@ -288,7 +292,7 @@ def animate_trajectories(runs:dict, # label -> `Trajectory`, as `trajectory` ret
     "The picture of `plot_trajectories`, drawn step by step into an animated GIF by matplotlib's Pillow writer."
     import matplotlib.pyplot as plt
     runs, surface = _check_runs(runs), get_surface(surface)
-    _check_number('n_frames', n_frames, low=2, integer=True), _check_positive('fps', fps), _check_number('hold', hold)
+    _check_number('n_frames', n_frames, low=2, integer=True); _check_positive('fps', fps); _check_number('hold', hold)
     n = max(len(t.points) for t in runs.values()) - 1
     steps = sorted({round(i * n / (n_frames - 1)) for i in range(n_frames)})
     fig, artists = _draw(runs, surface, title, figsize)
