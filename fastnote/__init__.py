@@ -12,10 +12,10 @@ from .momentum import *
 from .rmsprop import *
 from .adam import *
 from .callback import *
+from .checkpoint import *
 from .learner import *
 from .schedule import *
-from .everyday import *
-from .checkpoint import *
+from .training_callbacks import *
 from .distributed import *
 from .lab import *
 from .demo import *

@@ -19,8 +19,9 @@ from fastcore.script import call_parse
 from .momentum import SGD
 from .rmsprop import RMSProp
 from .adam import Adam
-from .callback import Callback, DataLoaders, Learner
-from .learner import accuracy, default_device
+from .optimizer import check_number
+from .callback import Callback
+from .learner import Learner, DataLoaders, accuracy, default_device
 
 # %% ../nbs/99_demo.ipynb #c8996240
 def load_digits_split(
@@ -68,12 +69,10 @@ OPTIMIZERS = {'sgd': (SGD, 0.3), 'sgd_mom': (partial(SGD, mom=0.9), 0.1), 'rmspr
 SCHEDULES = ('one_cycle', 'constant')
 
 def _check_options(opt, epochs, lr, bs, sched='one_cycle'):
-    "Raise a `ValueError` naming the bad value, and what would do, for an option the demo cannot run with."
+    "Raise a `ValueError` or `TypeError` naming the bad value, and what would do, for an option the demo cannot run with."
     if opt not in OPTIMIZERS: raise ValueError(f"opt must be one of {', '.join(OPTIMIZERS)}; got {opt!r}")
-    for name, v in (('epochs', epochs), ('bs', bs)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f"{name} must be a whole number >= 1; got {v!r}")
-    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0)):
-        raise ValueError(f"lr must be a finite number > 0; got {lr!r}")
+    for name, v in (('epochs', epochs), ('bs', bs)): check_number(name, v, 1, integer=True)
+    check_number('lr', lr, 0, low_open=True, none_ok=True)
     if sched not in SCHEDULES: raise ValueError(f"sched must be one of {', '.join(SCHEDULES)}; got {sched!r}")
 
 # %% ../nbs/99_demo.ipynb #8e803bf5
@@ -176,7 +175,7 @@ def fastnote_demo(
 ):
     "Train a small CNN on scikit-learn's 8x8 digits with fastnote's Learner, print the results and save plots."
     try: _check_options(opt, epochs, lr, bs, sched)
-    except ValueError as e: raise SystemExit(f"fastnote-demo: --{e}") from None
+    except (TypeError, ValueError) as e: raise SystemExit(f"fastnote-demo: --{e}") from None
     if compare and lr is not None: raise SystemExit(f"fastnote-demo: --compare trains each optimizer at its own lr; leave out --lr {lr:g}")
     x_train, _, x_valid, _ = load_digits_split()       # first: without scikit-learn, stop before any other work
     import matplotlib

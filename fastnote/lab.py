@@ -13,9 +13,9 @@ import base64, difflib, io, math, tempfile, warnings
 from pathlib import Path
 from typing import NamedTuple
 import torch
-from .callback import hyper_setter, _check_number, _add_note
-from .learner import atomic_write
-from .schedule import _check_positive
+from .optimizer import hyper_setter, check_number
+from .callback import add_note
+from .checkpoint import atomic_write
 
 # %% ../nbs/12_lab.ipynb #b4439886
 class Surface:
@@ -32,7 +32,7 @@ class Surface:
                 ):
         self.name, self.f, self.xlim, self.ylim, self.others = name, f, tuple(xlim), tuple(ylim), tuple(others)
         self.minimum, self.start = _as_point(minimum, 'minimum').tolist(), _as_point(start, 'start').tolist()
-        self.noise = float(_check_number('noise', noise))
+        self.noise = float(check_number('noise', noise, 0))
 
     def __call__(self, xy:torch.Tensor)->torch.Tensor:
         "The loss at the points `xy`, a tensor whose last dimension holds (x, y)."
@@ -114,9 +114,9 @@ def trajectory(opt_func, # makes the optimizer from a list of parameters: fastno
                **hypers)->Trajectory: # for `opt_func`, e.g. `lr=0.1, mom=0.9`
     "Run an optimizer on a surface from `start` for `n_steps` steps; returns the points it visits and their losses."
     surface = get_surface(surface)
-    n_steps, seed = _check_number('n_steps', n_steps, integer=True), _check_number('seed', seed, integer=True)
+    n_steps, seed = check_number('n_steps', n_steps, 0, integer=True), check_number('seed', seed, 0, integer=True)
     point = _as_point(surface.start if start is None else start).requires_grad_()
-    sigma = math.hypot(surface.noise, _check_number('noise', noise))
+    sigma = math.hypot(surface.noise, check_number('noise', noise, 0))
     opt = _make_opt(opt_func, point, hypers)
     setters = _sched_setters(opt, scheds or {})
     gen = torch.Generator().manual_seed(seed)
@@ -144,7 +144,7 @@ def _make_opt(opt_func, point, hypers:dict):
         raise TypeError(f"opt_func must make an optimizer from a list of parameters (e.g. fastnote.Adam), got {opt_func!r}")
     try: opt = opt_func([point], **hypers)
     except TypeError as e:          # most often a hyper-parameter under the other library's name
-        _add_note(e, f"trajectory passed {sorted(hypers)} to opt_func as they are: fastnote's optimizers call them lr, mom, "
+        add_note(e, f"trajectory passed {sorted(hypers)} to opt_func as they are: fastnote's optimizers call them lr, mom, "
                      f"sqr_mom, eps, wd; torch's lr, momentum, betas, alpha, eps, weight_decay")
         raise
     if not isinstance(opt, torch.optim.Optimizer):
@@ -292,7 +292,7 @@ def animate_trajectories(runs:dict, # label -> `Trajectory`, as `trajectory` ret
     "The picture of `plot_trajectories`, drawn step by step into an animated GIF by matplotlib's Pillow writer."
     import matplotlib.pyplot as plt
     runs, surface = _check_runs(runs), get_surface(surface)
-    _check_number('n_frames', n_frames, low=2, integer=True); _check_positive('fps', fps); _check_number('hold', hold)
+    check_number('n_frames', n_frames, 2, integer=True); check_number('fps', fps, 0, low_open=True); check_number('hold', hold, 0)
     n = max(len(t.points) for t in runs.values()) - 1
     steps = sorted({round(i * n / (n_frames - 1)) for i in range(n_frames)})
     fig, artists = _draw(runs, surface, title, figsize)

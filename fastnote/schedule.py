@@ -13,9 +13,8 @@ import math, struct, warnings
 from collections import namedtuple
 import torch
 from fastcore.basics import patch
-from .optimizer import check_hyper
+from .optimizer import check_hyper, check_number, opt_hypers, hyper_setter, set_opt_hypers
 from .callback import *
-from .callback import _listify, _check_number
 from .learner import *
 
 # %% ../nbs/08_schedule.ipynb #3273e217
@@ -109,22 +108,11 @@ def _ratios(values:list)->list:
     return [v / ref if ref else 1. for v in values]
 
 # %% ../nbs/08_schedule.ipynb #a40cba65
-def _check_positive(name:str, v):
-    _check_number(name, v)
-    if not v > 0: raise ValueError(f"{name} must be > 0, got {v!r}")
-    return v
-
-def _check_pct(name:str, v):
-    _check_number(name, v)
-    if not 0 < v < 1: raise ValueError(f"{name} must be in (0, 1), got {v!r}")
-    return v
-
-@patch
-def _group_lrs(self:Learner, lr)->list:
-    "Set the optimizer's learning rate to `lr` (default `self.lr`; one, one per group, or a slice) and return it per group."
-    if self.opt is None: self.create_opt()
-    set_opt_hypers(self.opt, lr=self.lr if lr is None else lr)
-    return [opt_hypers(self.opt, i)['lr'] for i in range(len(self.opt.param_groups))]
+def _group_lrs(learn, lr)->list:
+    "Set the optimizer's learning rate to `lr` (default `learn.lr`; one, one per group, or a slice) and return it per group."
+    if learn.opt is None: learn.create_opt()
+    set_opt_hypers(learn.opt, lr=learn.lr if lr is None else lr)
+    return [opt_hypers(learn.opt, i)['lr'] for i in range(len(learn.opt.param_groups))]
 
 @patch
 def fit_one_cycle(self:Learner,
@@ -137,16 +125,16 @@ def fit_one_cycle(self:Learner,
                   moms:tuple=None, # momentum at the start, the peak and the end; default `self.moms`
                   cbs=None, # callbacks for this fit only
                   resume_from=None): # a checkpoint to go on from (see `fit`)
-    "Train with the one-cycle policy: learning rate up then down along half cosines, momentum the other way."
-    _check_pct('pct_start', pct_start)
-    _check_positive('div', div); _check_positive('div_final', div_final)
+    "Train with the one-cycle policy: learning rate up then down along half cosines, momentum the other way (fastai's `Learner` extension, patched in here as fastai does)."
+    check_number('pct_start', pct_start, 0, 1, low_open=True, high_open=True)
+    check_number('div', div, 0, low_open=True); check_number('div_final', div_final, 0, low_open=True)
     moms = self.moms if moms is None else moms
     for m in moms: check_hyper('mom', m)
-    lrs = self._group_lrs(lr_max)
+    lrs = _group_lrs(self, lr_max)
     top = lrs[-1]
     scheds = {'lr': combined_cos(pct_start, top / div, top, top / div_final)}
     if 'mom' in opt_hypers(self.opt): scheds['mom'] = combined_cos(pct_start, *moms)
-    self.fit(n_epoch, lr=lrs, wd=wd, cbs=[ParamScheduler(scheds), *_listify(cbs)], resume_from=resume_from)
+    self.fit(n_epoch, lr=lrs, wd=wd, cbs=[ParamScheduler(scheds), *listify(cbs)], resume_from=resume_from)
 
 @patch
 def fit_flat_cos(self:Learner,
@@ -157,12 +145,12 @@ def fit_flat_cos(self:Learner,
                  wd=None, # weight decay; default `self.wd`
                  cbs=None, # callbacks for this fit only
                  resume_from=None): # a checkpoint to go on from (see `fit`)
-    "Train at a flat learning rate for `pct_start` of the time, then anneal it along a half cosine."
-    _check_pct('pct_start', pct_start)
-    _check_positive('div_final', div_final)
-    lrs = self._group_lrs(lr)
+    "Train at a flat learning rate for `pct_start` of the time, then anneal it along a half cosine (fastai's `Learner` extension, patched in here)."
+    check_number('pct_start', pct_start, 0, 1, low_open=True, high_open=True)
+    check_number('div_final', div_final, 0, low_open=True)
+    lrs = _group_lrs(self, lr)
     top = lrs[-1]
-    self.fit(n_epoch, lr=lrs, wd=wd, cbs=[ParamScheduler({'lr': combined_cos(pct_start, top, top, top / div_final)}), *_listify(cbs)],
+    self.fit(n_epoch, lr=lrs, wd=wd, cbs=[ParamScheduler({'lr': combined_cos(pct_start, top, top, top / div_final)}), *listify(cbs)],
              resume_from=resume_from)
 
 @patch
@@ -174,12 +162,12 @@ def fit_sgdr(self:Learner,
              cbs=None, # callbacks for this fit only
              wd=None, # weight decay; default `self.wd`
              resume_from=None): # a checkpoint to go on from (see `fit`)
-    "Train with warm restarts (SGDR): `n_cycles` cosine cycles from `lr_max` to 0, each `cycle_mult` times longer."
+    "Train with warm restarts (SGDR): `n_cycles` cosine cycles from `lr_max` to 0, each `cycle_mult` times longer (fastai's `Learner` extension, patched in here)."
     for name, v, low in (('n_cycles', n_cycles, 1), ('cycle_len', cycle_len, 1), ('cycle_mult', cycle_mult, 1)):
-        _check_number(name, v, low=low, integer=True)
-    lrs = self._group_lrs(lr_max)
+        check_number(name, v, low, integer=True)
+    lrs = _group_lrs(self, lr_max)
     lengths = [cycle_len * cycle_mult ** i for i in range(n_cycles)]
-    self.fit(sum(lengths), lr=lrs, wd=wd, cbs=[ParamScheduler({'lr': sgdr_sched(lrs[-1], lengths)}), *_listify(cbs)],
+    self.fit(sum(lengths), lr=lrs, wd=wd, cbs=[ParamScheduler({'lr': sgdr_sched(lrs[-1], lengths)}), *listify(cbs)],
              resume_from=resume_from)
 
 def sgdr_sched(lr_max, # the learning rate at the start of each cycle
@@ -220,7 +208,7 @@ class LRFinder(ParamScheduler):
 def valley(lrs:torch.Tensor, # the learning rates tried, increasing
            losses:torch.Tensor, # the smoothed loss at each
            num_it:int): # how many iterations the finder ran
-    "Suggest the learning rate in the longest valley: the longest run of decreasing losses, about 60% of the way down it."
+    "Suggest the learning rate in the longest valley: the longest run of decreasing losses, about halfway along it (never past the middle)."
     n, longest = len(losses), [1] * len(losses)      # longest decreasing subsequence ending at each point
     for i in range(1, n):
         for j in range(i):
@@ -274,7 +262,7 @@ def lr_find(self:Learner,
             stop_div:bool=True, # stop when the smoothed loss exceeds 4 times its best
             show_plot:bool=True, # plot loss against learning rate, with the suggestions
             suggest_funcs=(valley,)): # functions `f(lrs, losses, num_it) -> (lr, (lr, loss))`; None for no suggestion
-    "Train briefly with an exponentially rising learning rate, then put the model and optimizer back as they were."
+    "Train briefly with an exponentially rising learning rate, then put the model and optimizer back as they were (fastai's `Learner` extension, patched in here)."
     saved = _snapshot(self)
     finder = LRFinder(start_lr, end_lr, num_it, stop_div)
     try:
@@ -288,7 +276,7 @@ def lr_find(self:Learner,
         return None
     nans = torch.isnan(losses).nonzero()
     if len(nans): lrs, losses = lrs[:int(nans[0])], losses[:int(nans[0])]     # keep what came before the loss broke
-    funcs = _listify(suggest_funcs)
+    funcs = listify(suggest_funcs)
     names = [getattr(f, 'func', f).__name__ for f in funcs]
     if len(losses) < 2:
         warnings.warn(f"lr_find stopped after {len(rec.losses)} batches, when the loss diverged: too few points to suggest "
@@ -318,7 +306,7 @@ def plot_lr_find(self:Recorder,
                  suggestions:list=None, # `(lr, loss)` points to mark
                  names:list=None, # their names, for the legend
                  ax=None): # a matplotlib axis to draw on
-    "Plot the smoothed loss against the learning rate (log scale) from an `lr_find` run, with the suggestions marked."
+    "Plot the smoothed loss against the learning rate (log scale) from an `lr_find` run, with the suggestions marked (patched onto the Recorder with `lr_find`, as in fastai)."
     import matplotlib.pyplot as plt
     if ax is None: ax = plt.subplots(figsize=(6.5, 3.6))[1]
     end = len(self.smooth_losses) - skip_end

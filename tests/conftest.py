@@ -37,25 +37,3 @@ def project_copy(tmp_path):
 def run(cmd, cwd, **kw):
     "Run `cmd`, returning the completed process; output captured as text."
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, **kw)
-
-
-def _class_dicts()->dict:
-    from fastnote.callback import Learner
-    from fastnote.optimizer import Optimizer
-    return {cls: dict(vars(cls)) for cls in (Learner, Optimizer)}
-
-PRISTINE = _class_dicts()   # as the package defines them, before any test runs a notebook in this process
-
-
-@pytest.fixture(autouse=True)
-def restore_patched_classes():
-    """Undo what running a notebook in this process did to fastnote's classes.
-
-    The docs build and test_notebooks run notebooks here; their `@patch` cells and `Learner.default_cbs = [...]` then
-    rebind attributes of the package's own `Learner` and `Optimizer` to the notebook's copies, and later tests would
-    see the notebook's classes (say, a `ProgressCallback` that `isinstance` does not recognise)."""
-    yield
-    for cls, before in PRISTINE.items():
-        for k in set(vars(cls)) - set(before): delattr(cls, k)
-        for k, v in before.items():
-            if vars(cls).get(k) is not v: setattr(cls, k, v)

@@ -17,8 +17,24 @@ JOB = textwrap.dedent('''
     import os, sys, torch, torch.nn as nn, torch.nn.functional as F
     from functools import partial
     from torch.utils.data import DataLoader, TensorDataset
-    from fastnote import Learner, DataLoaders, Callback, CheckpointCallback, accuracy, SGD, rank_distrib
+    from fastnote import Learner, DataLoaders, Callback, CheckpointCallback, Metric, accuracy, SGD, rank_distrib
     torch.set_num_threads(1)
+    class F1(Metric):
+        "F1 score of class 1: not an average over items, so it combines by adding up its counts."
+        def reset(self): self.tp = self.fp = self.fn = 0
+        def accumulate(self, learn):
+            pred, targ = learn.pred.argmax(1), learn.yb[0]
+            self.tp += int(((pred == 1) & (targ == 1)).sum()); self.fp += int(((pred == 1) & (targ == 0)).sum())
+            self.fn += int(((pred == 0) & (targ == 1)).sum())
+        @property
+        def value(self): return 2 * self.tp / (2 * self.tp + self.fp + self.fn)
+        def sync(self, gather): self.tp, self.fp, self.fn = (sum(c) for c in zip(*gather((self.tp, self.fp, self.fn))))
+    class Median(Metric):
+        "The median of the highest score: says nothing of how to combine, so a distributed run refuses it."
+        def reset(self): self.vals = []
+        def accumulate(self, learn): self.vals.append(learn.pred.max(1).values)
+        @property
+        def value(self): return float(torch.cat(self.vals).median())
     bs, out, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3]
     g = torch.Generator().manual_seed(0)
     x = torch.randn(321, 8, generator=g); y = (x[:, 0] + x[:, 1] > 0).long()
@@ -28,7 +44,8 @@ JOB = textwrap.dedent('''
     model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Dropout(dropout), nn.Linear(32, 2))
     shuffle = dropout > 0
     dls = DataLoaders(DataLoader(train, batch_size=bs, shuffle=shuffle), DataLoader(valid, batch_size=bs))
-    learn = Learner(dls, model, F.cross_entropy, opt_func=partial(SGD, mom=0.9), lr=0.05, metrics=accuracy, path=out)
+    metrics = [accuracy, F1()] + ([Median()] if mode == "median" else [])
+    learn = Learner(dls, model, F.cross_entropy, opt_func=partial(SGD, mom=0.9), lr=0.05, metrics=metrics, path=out)
     learn.progress.show_table = False
     class StopAt(Callback):
         def after_batch(self):
@@ -65,8 +82,15 @@ def test_two_processes_of_b_equal_one_process_of_2b(tmp_path):
         assert torch.allclose(v, two['model'][k], atol=1e-6, rtol=0), (k, (v - two['model'][k]).abs().max())
     assert 'module.0.weight' not in two['model']                       # the plain model, not the DDP wrapper
     for a, b in zip(one['values'], two['values'], strict=True):        # validation on 65 items: each counted once
+        assert len(a) == 4                                              # train_loss, valid_loss, accuracy, F1
         assert all(abs(x - y) < 1e-6 for x, y in zip(a[1:], b[1:])), (one['values'], two['values'])
         assert abs(a[0] - b[0]) < 1e-6                                  # the training loss, averaged over ranks
+
+
+def test_a_metric_that_does_not_say_how_it_combines_is_refused(tmp_path):
+    launch(tmp_path, 1, 32, tmp_path/'one', 'median')                  # one process: a median is fine
+    res = launch(tmp_path, 2, 16, tmp_path/'two', 'median', expect_ok=False)
+    assert res.returncode != 0 and "metric 'median' (Median) does not say how to combine its state" in res.stderr, res.stderr[-2000:]
 
 
 def test_checkpoints_move_between_distributed_and_single_runs(tmp_path):

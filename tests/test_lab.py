@@ -124,10 +124,10 @@ BAD_CALLS = [
     (dict(start=None, surface='canyons'), ValueError, r"unknown surface 'canyons'.*did you mean 'canyon'"),
     (dict(surface='valley'), ValueError, r"unknown surface 'valley': expected one of \['canyon'"),
     (dict(surface=None), TypeError, "surface must be a name in SURFACES or a Surface, got None"),
-    (dict(n_steps=-3), ValueError, "n_steps must be a finite number >= 0, got -3"),
+    (dict(n_steps=-3), ValueError, "n_steps must be >= 0, got -3"),
     (dict(n_steps=True), TypeError, "n_steps must be an integer, got True"),
     (dict(seed=1.5), TypeError, "seed must be an integer, got 1.5 of type float"),
-    (dict(noise=math.nan), ValueError, "noise must be a finite number >= 0"),
+    (dict(noise=math.nan), ValueError, "noise must be a finite number, got nan"),
     (dict(noise=-0.1), ValueError, r"got -0.1"),
     (dict(opt_func=None), TypeError, "opt_func must make an optimizer"),
     (dict(opt_func=lambda ps, lr: None), TypeError, "must return a torch.optim.Optimizer, got a NoneType"),
@@ -148,7 +148,7 @@ def test_custom_surface():
     t = trajectory(SGD, bowl, n_steps=50, lr=0.1, mom=0.5)
     torch.testing.assert_close(t.points[-1], torch.tensor([1., -2.], dtype=torch.float64), rtol=0, atol=1e-6)
     assert bowl.noisy(0.5).name == 'noisy_bowl' and bowl.noisy(0.5).noise == 0.5 and bowl.noise == 0
-    with pytest.raises(ValueError, match="noise must be a finite number >= 0"): bowl.noisy(-1)
+    with pytest.raises(ValueError, match="noise must be >= 0, got -1"): bowl.noisy(-1)
     with pytest.raises(ValueError, match=r"start must be a point"): Surface('b', bowl.f, (0, 0), (-1, 1), (-1, 1), 'here')
     plt.close(plot_surface(bowl).figure)
 
@@ -189,9 +189,9 @@ def test_animation_is_a_gif_of_the_steps(tmp_path):
     assert not list(tmp_path.glob('.*.tmp'))
 
 
-@pytest.mark.parametrize('kwargs,match', [(dict(n_frames=1), "n_frames must be a finite number >= 2, got 1"),
+@pytest.mark.parametrize('kwargs,match', [(dict(n_frames=1), "n_frames must be >= 2, got 1"),
                                           (dict(fps=0), "fps must be > 0, got 0"),
-                                          (dict(hold=-1), "hold must be a finite number >= 0, got -1"),
+                                          (dict(hold=-1), "hold must be >= 0, got -1"),
                                           (dict(surface='beal'), "did you mean 'beale'")])
 def test_animation_bad_input(kwargs, match):
     runs = {'SGD': trajectory(SGD, 'canyon', n_steps=5, lr=0.1)}

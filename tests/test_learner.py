@@ -82,6 +82,28 @@ def test_cancel_event_order_matches_fastai(case):
     assert trace == expected['trace'], f"{case}: first difference at event {next(i for i, (a, b) in enumerate(zip(trace + [None], expected['trace'] + [None])) if a != b)}"
 
 
+@pytest.mark.parametrize('case', sorted(FIXTURE['cases']))
+def test_cancel_before_the_built_in_callbacks_leaves_them_consistent(case):
+    "The same cases raised by a callback that runs before every built-in one: the Recorder, the bars and the counters cope."
+    exc_name, event = case.split('@')
+    recorder = EventRecorder()
+    cls = type(f'Raise_{event}', (RaiseOnce,), {event: lambda self: self._raise(), 'order': -100})
+    learn = fixture_learner(cls(CANCELS[exc_name], event), recorder)
+    escaped = None
+    with learn.no_bar(), learn.no_logging():
+        try: learn.fit(2)
+        except Exception as e: escaped = type(e).__name__
+    expected = FIXTURE['cases'][case]
+    assert escaped == expected['escaped'], f"{case}: escaped {escaped}, fastai {expected['escaped']}"
+    assert recorder.trace == expected['trace']
+    rec = learn.recorder
+    assert len(rec.values) == len(rec.iters) == len(rec.epoch_times) == expected['trace'].count('after_epoch')
+    assert len(rec.losses) == len(rec.hps.get('lr', rec.losses))
+    if escaped is None:                        # and the Learner trains again, recording a whole new fit
+        with learn.no_bar(), learn.no_logging(): learn.fit(1)
+        assert len(learn.recorder.values) == 1 and len(learn.recorder.losses) == 2
+
+
 def test_fixture_covers_every_exception_at_every_event():
     assert len(FIXTURE['cases']) == len(CANCELS) * (len(EVENTS) - 1)
     assert FIXTURE['meta']['events'] == EVENTS
@@ -248,7 +270,7 @@ def test_errors_keep_their_type_close_bars_and_fit_again(where, monkeypatch):
                 'interrupt': (KeyboardInterrupt, None),
                 'model': (ZeroDivisionError, "in the model's forward pass (epoch 0, training batch 0)"),
                 'loss': (FloatingPointError, 'in the loss function (epoch 0, training batch 0)'),
-                'data': (OSError, 'while reading the next batch (epoch 0, training batch 0)')}[where]
+                'data': (OSError, 'while reading the next batch (epoch 0, training batch 1)')}[where]
     with pytest.raises(expected[0]) as info: learn.fit(2)
     if expected[1]: assert any(expected[1] in n for n in info.value.__notes__), info.value.__notes__
     assert spy.bars and all(bar.disable for bar in spy.bars), "a progress bar was left open"
@@ -277,7 +299,7 @@ def test_bad_input_is_named():
         quiet_fit(Learner(DataLoaders([torch.zeros(3, 5)]), make_model(), F.mse_loss))
     with pytest.raises(ValueError, match=r"the training data has no batches"): quiet_fit(Learner(DataLoaders([]), make_model(), F.mse_loss))
     with pytest.raises(TypeError, match=r"n_epoch must be an integer, got 1.5"): Learner(good, make_model(), F.mse_loss).fit(1.5)
-    with pytest.raises(ValueError, match=r"n_epoch must be a finite number >= 0, got -1"): Learner(good, make_model(), F.mse_loss).fit(-1)
+    with pytest.raises(ValueError, match=r"n_epoch must be >= 0, got -1"): Learner(good, make_model(), F.mse_loss).fit(-1)
     with pytest.raises(ValueError, match=r"lr must be >= 0, got -0.1"): Learner(good, make_model(), F.mse_loss, lr=-0.1)
     with pytest.raises(TypeError, match=r"lr must be a real number, got 'fast'"): quiet_fit(Learner(good, make_model(), F.mse_loss), lr='fast')
     with pytest.raises(TypeError, match=r"model must be a torch.nn.Module, got function"): Learner(good, make_model, F.mse_loss)
@@ -376,3 +398,36 @@ def test_table_and_bars(capsys):
     assert err == '' and len(out.strip().splitlines()) == 2
     with learn.no_bar(), learn.no_logging(): learn.fit(1)
     assert capsys.readouterr() == ('', '')
+
+
+# ---------------------------------------------------------------- the loop shown: every event with its callbacks
+def test_show_training_loop_lists_every_event_with_the_callbacks_that_run_there(capsys):
+    class TrainOnly(Callback):
+        run_valid = False
+        def before_batch(self): pass
+        def after_cancel_step(self): pass
+    learn = fixture_learner(TrainOnly())
+    learn.show_training_loop()
+    rows = [line.strip().split(' ', 1) for line in capsys.readouterr().out.splitlines()]
+    events = [e for e, _ in rows]
+    assert set(events) == set(EVENTS[1:]) and len(events) == len(EVENTS) - 1 + 5   # and a validation batch's 5 events
+    cbs = [eval(c) for _, c in rows]
+    train_batch, valid_batch = events.index('before_batch'), events.index('before_batch', events.index('before_validate'))
+    assert cbs[train_batch] == ['DeviceCallback', 'TrainOnly'] and cbs[valid_batch] == ['DeviceCallback']
+    assert cbs[events.index('after_cancel_step')] == ['TrainOnly']     # not an inner event: it runs whatever the mode
+    assert cbs[events.index('after_fit')] == ['ProgressCallback']
+    learn.show_training_loop(); out = capsys.readouterr().out.splitlines()
+    depth = {line.split()[0]: (len(line) - len(line.lstrip())) // 2 for line in out[:20]}
+    assert depth['before_fit'] == 0 and depth['before_epoch'] == 1 and depth['before_train'] == 2 and depth['before_batch'] == 3
+    assert depth['after_cancel_batch'] == depth['after_batch'] == 3 and depth['after_pred'] == 4 and depth['after_cancel_step'] == depth['before_step'] == 4
+
+
+def test_optimizer_steppers_have_their_own_name():
+    from fastnote import Optimizer, sgd_step
+    w = torch.zeros(2, requires_grad=True)
+    opt = Optimizer([w], [sgd_step], lr=0.1)
+    assert opt.steppers == [sgd_step] and opt.cbs is opt.steppers
+    assert Optimizer([w], cbs=[sgd_step], lr=0.1).steppers == [sgd_step]
+    with pytest.raises(TypeError, match='give the steppers once'): Optimizer([w], [sgd_step], cbs=[sgd_step], lr=0.1)
+    import pickle
+    assert pickle.loads(pickle.dumps(opt)).steppers[0].__name__ == 'sgd_step'

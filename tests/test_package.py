@@ -1,5 +1,5 @@
 """The package as a user gets it: every public name at the top level, and a wheel that installs into a clean venv."""
-import importlib, os, sys
+import importlib, os, sys, textwrap
 from pathlib import Path
 import pytest
 from conftest import ROOT, run
@@ -87,3 +87,62 @@ def test_lab_draws_from_the_installed_wheel(clean_venv):
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ['10']
     assert (venv/'lab.gif').read_bytes()[:6] == b'GIF89a' and (venv/'lab.png').stat().st_size > 10_000
+
+
+def module_imports(path:Path)->list:
+    "`(module, name)` for every `from .module import name` in a package file."
+    import ast
+    tree = ast.parse(path.read_text(encoding='utf-8'))
+    return [(node.module, a.name) for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 1
+            for a in node.names]
+
+
+def test_no_module_imports_another_modules_private_names():
+    private = [(p.name, m, n) for p in sorted((ROOT/'fastnote').glob('*.py')) for m, n in module_imports(p)
+               if n.startswith('_') and n != '*']
+    assert not private, f"modules importing other modules' underscore names: {private}"
+
+
+def test_modules_import_in_one_direction():
+    "No import cycle: each module imports only modules that do not import it back, directly or not."
+    graph = {p.stem: {m for m, _ in module_imports(p)} for p in (ROOT/'fastnote').glob('*.py') if p.stem != '__init__'}
+    def reaches(a, b, seen=()):
+        return any(m == b or (m not in seen and reaches(m, b, (*seen, m))) for m in graph.get(a, ()))
+    cycles = sorted(m for m in graph if reaches(m, m))
+    assert not cycles, f"modules in an import cycle: {cycles}"
+    assert graph['callback'] == {'optimizer'} or graph['callback'] <= {'optimizer'}, graph['callback']
+
+
+# what later chapters add to earlier classes, as fastai does: the only changes importing a module may make to a class
+# defined in another one (each says so in its docstring)
+FASTAI_EXTENSIONS = {('learner', 'Learner'): {'fit_one_cycle', 'fit_flat_cos', 'fit_sgdr', 'lr_find', 'distrib_ctx'},
+                     ('learner', 'Recorder'): {'plot_lr_find'}}
+
+def test_importing_a_module_changes_no_class_of_another_but_the_fastai_extensions():
+    code = textwrap.dedent('''
+        import importlib, inspect, json, re, sys, types
+        from pathlib import Path
+        pkg = types.ModuleType('fastnote'); pkg.__path__ = [str(Path('fastnote').resolve())]
+        sys.modules['fastnote'] = pkg                      # the package without its __init__, which imports everything
+        order = re.findall(r'^from \\.(\\w+) import', Path('fastnote/__init__.py').read_text(), re.M)
+        classes, changed = {}, {}
+        for name in order:
+            importlib.import_module('fastnote.' + name)
+            for key, (cls, before) in classes.items():
+                added = sorted(set(vars(cls)) - before)
+                if added: changed.setdefault(key, []).extend(added)
+                classes[key] = (cls, set(vars(cls)))
+            for mname, mod in list(sys.modules.items()):
+                if not mname.startswith('fastnote.'): continue
+                for cname, cls in vars(mod).items():
+                    key = mname.split('.')[1] + ':' + cname
+                    if inspect.isclass(cls) and cls.__module__ == mname and key not in classes: classes[key] = (cls, set(vars(cls)))
+        print(json.dumps(changed))''')
+    import json
+    res = run([sys.executable, '-c', code], cwd=ROOT)
+    assert res.returncode == 0, res.stderr
+    changed = {tuple(k.split(':')): set(v) for k, v in json.loads(res.stdout).items()}
+    assert changed == FASTAI_EXTENSIONS, changed
+    from fastnote import Learner, Recorder
+    for (_, cls), names in FASTAI_EXTENSIONS.items():
+        for n in names: assert 'patched' in getattr({'Learner': Learner, 'Recorder': Recorder}[cls], n).__doc__, n

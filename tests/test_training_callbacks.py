@@ -1,4 +1,4 @@
-"""The everyday callbacks, each against what it promises, with tests that fail if the callback does nothing: mixed
+"""The training callbacks, each against what it promises, with tests that fail if the callback does nothing: mixed
 precision (the dtype inside, float32 weights, autocast always left, the scaler's skipped steps and unscaled
 gradients), gradient clipping, gradient accumulation equal to the large batch, early stopping and best-model saving
 on scripted values, the CSV log, and stopping on a NaN loss."""
@@ -13,7 +13,7 @@ from torch.utils.data import TensorDataset
 from fastnote import (Learner, DataLoaders, Callback, Metric, SGD, accuracy, CancelBatchException, CancelFitException,
                       MixedPrecision, GradientClip, GradientAccumulation, TrackerCallback, EarlyStoppingCallback,
                       SaveModelCallback, CSVLogger, TerminateOnNaNCallback)
-from fastnote.everyday import _default_amp_dtype, _make_scaler
+from fastnote.training_callbacks import _default_amp_dtype, _make_scaler
 
 
 @pytest.fixture(autouse=True, scope='module')
