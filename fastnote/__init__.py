@@ -1,8 +1,4 @@
-"""A literate PyTorch library that explains and implements the training process
-
-Modules:
-
-- `fastnote.optimizer`: The update rule every fastnote optimizer ends with, and `Optimizer`: a `torch.optim.Optimizer` composed of small multi-tensor functions, the steppers."""
+"""A literate PyTorch library that explains and implements the training process"""
 
 __version__ = "0.0.1"
 

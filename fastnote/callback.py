@@ -44,7 +44,7 @@ class CancelStepException(CancelException):
 
 # %% ../nbs/06_callbacks.ipynb #495bd5a6
 def snake_case(name:str)->str:
-    "`name` in snake case, acronyms kept whole: CSVLogger -> csv_logger, TerminateOnNaN -> terminate_on_nan."
+    "The snake-case form of a class name, acronyms kept whole: CSVLogger -> csv_logger, TerminateOnNaN -> terminate_on_nan."
     return re.sub(r'(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])', '_', name.replace('NaN', 'Nan')).lower()
 
 class Callback:
@@ -95,7 +95,7 @@ def warn_misspelled_events(cb:Callback):
 
 def add_note(e:BaseException, # the exception
              text:str): # where it happened
-    "Say where `e` happened, once, keeping its type and message (PEP 678 notes)."
+    "Add a note to an exception saying where in the loop it happened, once, keeping its type and message (a PEP 678 note)."
     if getattr(e, '_fastnote_noted', False): return
     try: e._fastnote_noted = True
     except Exception: return

@@ -147,7 +147,7 @@ def plot_compare(
     "Plot the smoothed training loss (per batch) and the validation accuracy (per epoch) of each Learner side by side."
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
-    fig, axs = plt.subplots(1, 2, figsize=(11, 3.6))
+    fig, axs = plt.subplots(1, 2, figsize=(10, 3.3))
     for name, learn in learners.items():
         rec = learn.recorder
         axs[0].plot(rec.smooth_losses, label=name)

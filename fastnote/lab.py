@@ -235,7 +235,7 @@ def _show_upto(runs:dict, artists:list, k:int):
 def plot_trajectories(runs:dict, # label -> `Trajectory`, as `trajectory` returns
                       surface='canyon', # the surface they ran on: a name in `SURFACES` or a `Surface`
                       title:str=None, # above the map; the surface's name if None
-                      figsize:tuple=(11, 4)): # size of the figure in inches
+                      figsize:tuple=(10, 3.6)): # size of the figure in inches
     "Draw trajectories over the contour map of their surface, beside their losses (above the minimum) at every step."
     runs, surface = _check_runs(runs), get_surface(surface)
     fig, artists = _draw(runs, surface, title, figsize)

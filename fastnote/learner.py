@@ -1,4 +1,4 @@
-"""The built-in callbacks that make the training loop a tool: devices, metrics, a record of every batch, progress bars, and saving.
+"""The class that runs the training loop, in one piece, and the callbacks it starts with: devices, metrics, a record of every batch, progress bars; evaluation, saving and loading.
 
 Docs: https://fastnote.github.io/fastnote/learner.html.md"""
 
@@ -437,12 +437,12 @@ def trainable_params(model:nn.Module)->list:
     return [p for p in model.parameters() if p.requires_grad]
 
 def listify(x)->list:
-    "`x` as a list: a list or tuple as one, None as `[]`, anything else as `[x]`."
+    "Turn a value into a list: a list or tuple as one, None as `[]`, anything else as `[x]`."
     if x is None: return []
     return list(x) if isinstance(x, (list, tuple)) else [x]
 
 def split_batch(b)->tuple:
-    "`(xb, yb)`: all but the last element of batch `b` are inputs, the last is the target (a 1-element batch has no target)."
+    "Split a batch into `(xb, yb)`: all but the last element are inputs, the last is the target (a 1-element batch has no target)."
     if not isinstance(b, (tuple, list)) or not len(b):
         raise TypeError(f"a batch must be a non-empty tuple or list (inputs..., target), got {type(b).__name__}: {b!r:.80}")
     n = len(b) - 1 if len(b) > 1 else 1
@@ -539,7 +539,7 @@ class Learner:
             self.iter += 1
 
     def one_batch(self, b):
-        "Run batch `b`: prediction and loss, then, in training, backward, step and zero_grad."
+        "Run one batch: prediction and loss, then, in training, backward, step and zero_grad."
         self.loss = None
         self.xb, self.yb = split_batch(b)
         self._with_events(self._do_one_batch, 'batch', CancelBatchException)

@@ -1,5 +1,4 @@
-"""The update rule every fastnote optimizer ends with, and `Optimizer`: a `torch.optim.Optimizer` composed of small
-multi-tensor functions, the steppers.
+"""The update rule every fastnote optimizer ends with, and `Optimizer`: a `torch.optim.Optimizer` composed of small multi-tensor functions, the steppers.
 
 Docs: https://fastnote.github.io/fastnote/optimizer.html.md"""
 
@@ -51,7 +50,7 @@ def check_number(
     high_open:bool=False, # `high` itself is not allowed: `value < high`
     none_ok:bool=False, # None is allowed too, and returned as it is
 ):
-    "`value` if it is a finite real number (an integer if `integer`) in the range; else raise, naming `name`, the value and the range."
+    "Check that a value is a finite real number (an integer if `integer`) in the range and return it; else raise, naming `name`, the value and the range."
     if value is None and none_ok: return value
     kind = numbers.Integral if integer else numbers.Real
     if isinstance(value, bool) or not isinstance(value, kind):

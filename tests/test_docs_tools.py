@@ -1,6 +1,10 @@
 """The pieces of tools/docs.py that turn nbdev's processed notebooks into Sphinx pages and the README."""
+import json, re
 import pytest
-from docs import quarto_slug, page_name, split_options, quarto_md_to_myst, relink, page_cells, readme_text, output_markdown
+from docs import (quarto_slug, page_name, split_options, quarto_md_to_myst, relink, page_cells, readme_text, output_markdown,
+                  code_fold, folded_code, with_alt, to_site_notebook, api_entry, api_kind, kind_renderer, shown_once,
+                  clean_signature, is_internal, NBDEV_FOLD)
+from conftest import NBS
 
 PAGES = {'index.ipynb': 'index', '01_sgd.ipynb': 'sgd', '99_demo.ipynb': 'demo'}
 BASE = 'https://fastnote.github.io/fastnote/'
@@ -18,8 +22,9 @@ def test_page_names_drop_the_number():
 
 
 def test_split_options():
-    opts, code = split_options('#| echo: false\n#| code-summary: "Exported source"\nshow_doc(f)\n#| not an option')
-    assert opts == {'echo': 'false', 'code-summary': 'exported source'}
+    opts, code = split_options('#| echo: false\n#| code-summary: "Exported source"\n#| fig-alt: \'Loss: it falls\'\n'
+                               '#| exports\nshow_doc(f)\n#| not an option')
+    assert opts == {'echo': 'false', 'code-summary': 'Exported source', 'fig-alt': 'Loss: it falls', 'exports': 'true'}
     assert code == 'show_doc(f)\n#| not an option'
 
 
@@ -39,6 +44,8 @@ def test_relink_for_site_and_readme():
                                                '[c](https://pytorch.org), [d](nbs/99_demo.ipynb#the-loop)')
 
 
+PNG = dict(output_type='display_data', metadata={}, data={'image/png': 'iVBO', 'text/plain': '<Figure size 800x300>'})
+
 def processed_notebook():
     "A notebook as `nbdev.serve.proc_nbs` leaves it."
     code = lambda src, outputs=(): dict(cell_type='code', source=src, outputs=list(outputs), metadata={})
@@ -50,30 +57,106 @@ def processed_notebook():
         md('Read [this](01_sgd.ipynb).'),
         code('#| echo: false\n#| output: asis\nshow_doc(f)',
              [dict(output_type='execute_result', metadata={}, data={'text/markdown': '---\n\n### f\n\n*Does it.*'})]),
-        code('#| code-fold: show\n#| code-summary: "Exported source"\ndef f(): pass'),
+        code(NBDEV_FOLD + '#| exports: true\ndef f(): pass'),
         code('#| include: false\nsecret = 1'),
         code('#| output: false\nprint("noise")', [dict(output_type='stream', name='stdout', text='noise\n')]),
         code('1 + 1', [text('2')]),
         code(''),
+        code('#| code-fold: true\n#| fig-alt: A line rising from left to right.\nplt.plot([1, 2])', [PNG]),
     ])
 
 
 def test_page_cells_follow_quarto_options():
     title, desc, cells = page_cells(processed_notebook(), PAGES, BASE, 'site')
     assert (title, desc) == ('SGD', 'Short.')
-    kinds = [(k, s) for k, s, _, _ in cells]
+    kinds = [(c.kind, c.source) for c in cells]
     assert kinds[0] == ('markdown', 'Read [this](sgd.ipynb).')
     assert kinds[1] == ('markdown', '### f\n\n*Does it.*')              # show_doc output becomes the page's own heading
-    assert cells[2][1] == 'def f(): pass' and cells[2][3] == ['exported-source']
+    assert cells[2].source == 'def f(): pass' and (cells[2].fold, cells[2].summary) == ('closed', 'Exported source')
     assert ('code', 'secret = 1') not in kinds                         # include: false
-    assert cells[3][1] == 'print("noise")' and cells[3][2] == []        # output: false
-    assert len(cells) == 5                                             # the empty cell and the warning are gone
+    assert cells[3].source == 'print("noise")' and cells[3].outputs == ()  # output: false
+    assert (cells[5].fold, cells[5].summary, cells[5].alt) == ('closed', 'Code', 'A line rising from left to right.')
+    assert len(cells) == 6                                             # the empty cell and the warning are gone
+
+
+def test_nbdev_fold_prefix_is_what_nbdev_writes():
+    "docs.py tells nbdev's own `code-fold: show` on `#| exports` cells from the cell's: by this exact prefix."
+    from fastcore.nbio import mk_cell
+    from nbdev.processors import add_fold
+    cell = mk_cell('#| exports\ndef f(): pass')
+    cell.directives_ = {'exports': []}
+    add_fold(cell)
+    assert cell.source.startswith(NBDEV_FOLD)
+
+
+def test_fold_options_through_nbdevs_processing(project_copy):
+    "The cell options editors write, as they reach docs.py after nbdev's own processing (which adds its fold first)."
+    from fastcore.xtras import working_directory
+    from nbdev.serve import proc_nbs
+    mk = lambda i, src: dict(cell_type='code', id=i, metadata={}, outputs=[], execution_count=None, source=src)
+    nb = dict(nbformat=4, nbformat_minor=5, metadata={}, cells=[
+        dict(cell_type='markdown', id='t0', metadata={}, source='# Folds\n\n> Code folded as Quarto folds it.'),
+        mk('t1', '#| default_exp folds'),
+        mk('t2', '#| exports\n#| code-fold: show\n#| code-summary: "The training loop"\ndef fit(x): return x'),
+        mk('t3', '#| code-fold: false\n#| exports\ndef g(x): return x'),
+        mk('t4', '#| exports\ndef h(x): return x'),
+        mk('t5', '#| code-fold: true\n#| fig-alt: "A plot: of x"\nx = 1')])
+    (project_copy/'nbs'/'zz_folds.ipynb').write_text(json.dumps(nb), encoding='utf-8')
+    with working_directory(project_copy):
+        proc = proc_nbs(str(project_copy/'nbs'), n_workers=0, force=True, file_glob='zz_folds.ipynb')
+    cells = json.loads((proc/'zz_folds.ipynb').read_text(encoding='utf-8'))['cells']
+    shown = {c.source.split('(')[0]: (c.fold, c.summary, c.alt) for c in page_cells(dict(cells=cells), {}, '', 'site')[2]
+             if c.kind == 'code'}
+    assert shown == {'def fit': ('open', 'The training loop', ''), 'def g': (None, '', ''),
+                     'def h': ('closed', 'Exported source', ''), 'x = 1': ('closed', 'Code', 'A plot: of x')}
+
+
+@pytest.mark.parametrize('opts,expected', [
+    ({'exports': 'true'}, ('closed', 'Exported source')),                  # long library code: folded by default
+    ({'exports': 'true', 'code-fold': 'show'}, ('open', 'Exported source')),   # code the reader must see: the loop
+    ({'exports': 'true', 'code-fold': 'false'}, (None, '')),
+    ({'exports': 'true', 'code-summary': 'The training loop'}, ('closed', 'The training loop')),
+    ({'code-fold': 'true'}, ('closed', 'Code')),                           # Quarto's default summary
+    ({'code-fold': 'show', 'code-summary': 'How the plot is made'}, ('open', 'How the plot is made')),
+    ({}, (None, '')),
+    ({'code-fold': 'true', 'echo': 'false'}, (None, '')),                  # no code shown, nothing to fold
+])
+def test_code_fold(opts, expected):
+    assert code_fold(opts) == expected
+
+
+def test_folded_code_is_a_details_element():
+    md = folded_code('x = 1\ns = """```python\n```"""', 'open', 'Show <the> code')
+    assert md.startswith('<details class="code-fold" open>\n<summary>Show &lt;the&gt; code</summary>\n\n````python\n')
+    assert md.endswith('\n````\n\n</details>')                        # a fence longer than the code's own backticks
+    assert '<details class="code-fold">' in folded_code('x', 'closed', 'Code')
+
+
+def test_site_notebook_folds_code_and_carries_alt_text():
+    nb = to_site_notebook(processed_notebook(), PAGES, BASE)
+    cells = nb['cells']
+    exported = next(i for i, c in enumerate(cells) if 'def f(): pass' in c['source'])
+    assert cells[exported]['cell_type'] == 'markdown' and '<details class="code-fold">' in cells[exported]['source']
+    plot = next(i for i, c in enumerate(cells) if 'plt.plot' in c['source'])
+    assert cells[plot]['cell_type'] == 'markdown' and '<summary>Code</summary>' in cells[plot]['source']
+    out = cells[plot + 1]                                              # the plot itself, below its folded code
+    assert out['cell_type'] == 'code' and out['outputs'] == [PNG] and out['metadata'] == {
+        'tags': ['remove-input'], 'mystnb': {'image': {'alt': 'A line rising from left to right.'}}}
+
+
+def test_alt_text_reaches_html_pictures():
+    gif = dict(output_type='execute_result', metadata={},
+               data={'text/html': '<img src="data:image/gif;base64,R0lG" alt="old">', 'text/plain': 'GIF(1 KiB)'})
+    assert with_alt(gif, 'SGD "bounces"')['data']['text/html'] == '<img src="data:image/gif;base64,R0lG" alt="SGD &quot;bounces&quot;">'
+    assert with_alt(dict(data={'text/html': '<p><img src="a.png"/></p>'}), 'x')['data']['text/html'] == '<p><img src="a.png" alt="x"/></p>'
+    assert gif['data']['text/html'].endswith('alt="old">')            # a copy: the notebook's output is unchanged
+    assert with_alt(PNG, 'x') is PNG and with_alt(gif, '') is gif
 
 
 def test_readme_text_has_no_directives_or_hidden_cells():
     txt = readme_text(processed_notebook(), PAGES, BASE)
     assert txt.startswith('# SGD\n\n> Short.\n')
-    assert '#|' not in txt and 'secret' not in txt
+    assert '#|' not in txt and 'secret' not in txt and '<details' not in txt
     assert 'print("noise")' in txt and '```\nnoise' not in txt         # output: false keeps the code, not the output
     assert 'Read [this](nbs/01_sgd.ipynb).' in txt
     assert '```python\n1 + 1\n```\n\n```\n2\n```' in txt
@@ -88,3 +171,136 @@ def test_readme_keeps_text_outputs_and_drops_pictures():
     assert output_markdown(figure) == '' and output_markdown(gif) == ''
     assert output_markdown(printed) == "```\nw=3.000\n```"
     assert output_markdown(value) == "```\n['canyon', 'beale']\n```"
+
+
+# show_doc entries, as nbdev's `BasicMarkdownRenderer` writes them (with `kind_renderer`'s mark on top)
+SRC = '[source](https://github.com/fastnote/fastnote/blob/main/fastnote/x.py#L1){target="_blank" style="float:right; font-size:smaller"}'
+
+def nbdev_md(name, sig, doc='*Does it.*', kind=None, source=True, **info):
+    mark = f'<!-- fastnote-api {json.dumps(dict(kind=kind, **info))} -->\n' if kind else ''
+    return mark + '---\n\n' + (SRC + '\n\n' if source else '') + f'### {name}\n\n```python\n{sig}\n```\n\n{doc}'
+
+
+def signature(md):
+    "The code of the signature block `api_entry` wrote."
+    return re.search(r'^`{3,}\{code-block\} python\n:class: api-signature\n(.*?)\n`{3,}$', md, re.S | re.M).group(1)
+
+
+def test_api_entry_function_keeps_nbdev_shape_without_inferred_annotations():
+    md = api_entry(nbdev_md('step', 'def step(\n    closure:NoneType=None, # re-evaluates the loss; NoneType stays here\n'
+                                     '    f:function=print, path:pathlib.Path=None\n)->fastnote.callback.Learner:',
+                            kind='function'))
+    assert md.startswith(SRC + '\n\n### step\n\n')                   # nbdev's source link and heading, so its anchor
+    assert signature(md) == ('def step(\n    closure=None, # re-evaluates the loss; NoneType stays here\n'
+                             '    f=print, path:Path=None\n)->Learner:')
+    assert md.endswith('\n\n*Does it.*')
+
+
+@pytest.mark.parametrize('sig,expected', [
+    ('def f(\n    m:torch.nn.modules.module.Module, o:torch.optim.optimizer.Optimizer\n)->__main__.Surface:',
+     'def f(\n    m:nn.Module, o:torch.optim.Optimizer\n)->Surface:'),
+    ('def f(\n    x:int | None=None, # NoneType\n)->NoneType:', 'def f(\n    x:int | None=None, # NoneType\n)->None:'),
+])
+def test_clean_signature(sig, expected):
+    assert clean_signature(sig) == expected
+
+
+def test_api_entry_kinds():
+    cls = api_entry(nbdev_md('Optimizer', 'def Optimizer(\n    params, # parameters\n    **defaults\n):', kind='class', bases=['Optimizer']))
+    assert signature(cls) == 'class Optimizer(\n    params, # parameters\n    **defaults\n):'
+    bare = api_entry(nbdev_md('FitTimer', 'def FitTimer(\n    *args, **kwargs\n):', kind='class', bases=['Callback']))
+    assert signature(bare) == 'class FitTimer(Callback):'            # no arguments of its own: its base instead
+    assert signature(api_entry(nbdev_md('Callback', 'def Callback(\n    *args, **kwargs\n):', kind='class', bases=[]))) == 'class Callback:'
+    prop = api_entry(nbdev_md('Optimizer.hypers', 'def hypers()->list:', kind='property'))
+    assert signature(prop) == '@property\ndef hypers()->list:' and '### Optimizer.hypers' in prop
+    assert signature(api_entry(nbdev_md('DataLoaders.from_dsets', 'def from_dsets(\n    ds\n):', kind='classmethod'))).startswith('@classmethod\ndef from_dsets(')
+
+
+def test_api_entry_exception_is_one_line():
+    md = api_entry(nbdev_md('CancelFitException', 'def CancelFitException(\n    *args, **kwargs\n):', '*Stop training.*',
+                            kind='exception', bases=['CancelException']))
+    head, target, line, tail = md.split('\n')
+    assert (head, target, tail) == (':::{container} api-entry api-exception', '(cancelfitexception)=', ':::')
+    assert line == (SRC + ' [exception]{.api-kind} `CancelFitException(CancelException)`{.api-name}: *Stop training.*')
+
+
+def test_api_entry_dunder_and_internal_names():
+    dunder = api_entry(nbdev_md('Learner.__call__', 'def __call__(\n    event_name:str\n):', kind='function'))
+    assert '### Learner.\\_\\_call\\_\\_\n' in dunder                  # not Learner.**call**
+    assert quarto_slug('Learner.__call__') == 'learner.__call__'      # the anchor nbdev links to
+    internal = api_entry(nbdev_md('_check_runs', 'def _check_runs(\n    runs\n)->dict:', kind='function'))
+    assert not re.search(r'^#', internal, re.M)                       # no heading
+    assert internal.startswith(':::{container} api-entry api-internal\n\n' + SRC + ' `_check_runs`{.api-name} [internal]{.api-kind}')
+    assert signature(internal) == 'def _check_runs(\n    runs\n)->dict:' and internal.endswith('*Does it.*\n:::')
+    assert [is_internal(n) for n in ('_f', 'A._f', '__call__', 'A.__call__', 'f', '_A.f')] == [True, True, False, False, False, False]
+
+
+def test_api_entry_leaves_other_markdown_alone():
+    assert api_entry('---\n\nSome *markdown* a notebook displays.') == 'Some *markdown* a notebook displays.'
+    assert api_entry(nbdev_md('f', 'def f():', source=False)).startswith('### f\n\n```{code-block} python\n')  # no mark
+
+
+def test_api_kind_of_real_objects():
+    from typing import NamedTuple
+    class Base(Exception): pass
+    class Child(Base): pass
+    class Point(NamedTuple):
+        x: float
+    class C:
+        @property
+        def p(self): return 1
+        @classmethod
+        def make(cls): return cls()
+        def m(self): pass
+    assert api_kind(Child) == dict(kind='exception', bases=['Base'])
+    assert api_kind(Point) == dict(kind='class', bases=['NamedTuple'])
+    assert api_kind(C) == dict(kind='class', bases=[])
+    assert api_kind(C.p)['kind'] == 'property' and api_kind(C.make)['kind'] == 'classmethod'
+    assert api_kind(C.m)['kind'] == 'function' and api_kind(print)['kind'] == 'function'
+
+
+class Stop(Exception):
+    "Stop right there."
+
+class Box:
+    "A box."
+    def __init__(self,
+                 size:int=3, # how big
+                 label=None): # what it says on it
+        self.size, self.label = size, label
+    @property
+    def volume(self)->int:
+        "Its volume."
+        return self.size ** 3
+
+
+def test_kind_renderer_with_nbdevs_show_doc():
+    "nbdev's own show_doc, rendered with the mark: `api_entry` understands what it writes."
+    from nbdev.showdoc import BasicMarkdownRenderer, show_doc
+    render = lambda o: api_entry(show_doc(o, renderer=kind_renderer(BasicMarkdownRenderer))._repr_markdown_())
+    assert re.search(r'`Stop\(Exception\)`\{\.api-name\}: \*Stop right there\.\*$', render(Stop), re.M)
+    box = render(Box)
+    assert '### Box' in box and signature(box) == 'class Box(\n    size:int=3, # how big\n    label=None, # what it says on it\n):'
+    vol = render(Box.volume)
+    assert '### Box.volume' in vol and signature(vol) == '@property\ndef volume()->int:'
+
+
+def test_shown_once_skips_names_a_notebook_documents():
+    "nbdev's `_def_names` compares `Learner.fit` with `fit`: a `@patch`ed method would be documented twice."
+    def_names = lambda cell, shown: ['Learner.fit', 'Learner.add_cb', 'helper']   # what nbdev would add
+    assert shown_once(def_names)(None, {'Learner.fit', 'other'}) == ['Learner.add_cb', 'helper']
+
+
+def test_chapter_descriptions_are_one_line():
+    """nbdev takes a chapter's description (the page's subtitle) from the first `> ` line of its title cell and drops
+    the rest: a description over two lines is cut off mid-sentence on the site and in the README."""
+    from conftest import notebooks
+    bad = []
+    for path in notebooks():
+        cells = json.loads(path.read_text(encoding='utf-8'))['cells']
+        title = next((''.join(c['source']) for c in cells if c['cell_type'] == 'markdown'), '')
+        quoted = [l for l in title.splitlines() if l.startswith('>')]
+        if len(quoted) > 1:
+            bad.append(f"{path.name}: the description is {len(quoted)} lines; nbdev keeps only {quoted[0]!r}. "
+                       f"Write it on one line: {'> ' + ' '.join(l.lstrip('>').strip() for l in quoted)!r}")
+    assert not bad, '\n'.join(bad)

@@ -8,9 +8,19 @@ stripped, `show_doc` is rendered, names in backticks become links. What it leave
 what Sphinx + myst-nb read: the front matter becomes a title, Quarto cell options become myst-nb tags, nbdev's links
 become links between pages, and pages are named as nbdev names them (`02_momentum.ipynb` -> `momentum.html`) so that
 `page.html#symbol` links work. Sphinx renders the stored outputs; nothing is executed at render time.
+
+The Quarto cell options it follows: `echo`, `output`, `include`, `code-fold` (`true`: the code in a closed <details>,
+`show`: open, `false`: plain) with `code-summary`, and `fig-alt` (the alt text of the cell's pictures). Cells marked
+`#| exports` fold closed unless they say `#| code-fold: show` or `false`.
+
+`show_doc`'s entries are tidied (see `api_entry`): a class reads `class Name(...)`, a property `@property`, an
+exception is one line, `__call__` keeps its underscores, inferred annotations (`x:NoneType=None`) go, and internal
+helpers (`_name`) get no heading.
 """
-import json, re, shutil, sys
+import html, inspect, json, re, shutil, sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS = ROOT/'nbs'
@@ -43,15 +53,59 @@ def joined(text)->str:
     return ''.join(text) if isinstance(text, list) else text
 
 
-_re_option = re.compile(r'^#\|\s*([\w-]+)\s*:\s*(.*?)\s*$')
+_re_option = re.compile(r'^#\|\s*([\w-]+)\s*(?::\s*(.*?))?\s*$')
+
+def option_value(v)->str:
+    "A Quarto option's value as written, without the quotes around it: `'\"Exported source\"'` -> `'Exported source'`."
+    v = 'true' if v is None else v.strip()
+    return v[1:-1] if len(v) >= 2 and v[0] == v[-1] and v[0] in '"\'' else v
 
 def split_options(src:str):
-    "Quarto cell options (`#| echo: false`) at the top of a code cell, and the code after them."
+    "Quarto cell options (`#| echo: false`) at the top of a code cell, and the code after them; a later option wins."
     lines, opts = src.splitlines(), {}
     while lines and (m := _re_option.match(lines[0])):
-        opts[m.group(1)] = m.group(2).strip('\'"').lower()
+        opts[m.group(1)] = option_value(m.group(2))
         lines.pop(0)
     return opts, '\n'.join(lines)
+
+
+def is_false(v)->bool: return str(v).strip().lower() in ('false', 'no', '0')
+
+
+# what nbdev's `add_fold` puts above every `#| exports` cell; the cell's own options come after it
+NBDEV_FOLD = '#| code-fold: show\n#| code-summary: "Exported source"\n'
+
+def code_fold(opts:dict)->tuple:
+    "How a cell's code folds, as Quarto folds it: `(None, '')` (not folded), or `('open'|'closed', summary)`."
+    exports = 'exports' in opts and not is_false(opts['exports'])
+    fold = opts.get('code-fold', 'true' if exports else 'false').strip().lower()
+    if is_false(fold) or opts.get('echo', '').lower() == 'false': return None, ''
+    summary = opts.get('code-summary') or ('Exported source' if exports else 'Code')
+    return ('open' if fold == 'show' else 'closed'), summary
+
+
+def fence(code:str, info:str='python')->str:
+    "`code` in a backtick fence longer than any run of backticks inside it."
+    n = max([3] + [len(r) + 1 for r in re.findall(r'`{3,}', code)])
+    return f"{'`' * n}{info}\n{code}\n{'`' * n}"
+
+
+def folded_code(code:str, fold:str, summary:str)->str:
+    "Markdown for code inside a <details> element: closed, or open when `fold` is 'open'."
+    opened = ' open' if fold == 'open' else ''
+    return (f'<details class="code-fold"{opened}>\n<summary>{html.escape(summary)}</summary>\n\n'
+            f'{fence(code)}\n\n</details>')
+
+
+def with_alt(output:dict, alt:str)->dict:
+    "A copy of an HTML output whose <img> elements carry `alt` (the cell's `fig-alt`); other outputs as they are."
+    data = output.get('data', {})
+    if not alt or 'text/html' not in data: return output
+    def set_alt(m):
+        tag = re.sub(r'\salt\s*=\s*("[^"]*"|\'[^\']*\')', '', m.group(1))
+        return f'{tag} alt="{html.escape(alt)}"{m.group(2)}'
+    new = re.sub(r'(<img\b[^>]*?)\s*(/?>)', set_alt, joined(data['text/html']))
+    return {**output, 'data': {**data, 'text/html': new}}
 
 
 _re_link_attrs = re.compile(r'(\[[^\]]*\]\([^)\s]+\))\{[^}]*\}')
@@ -88,24 +142,133 @@ def read_front_matter(src:str)->dict:
     return yaml.safe_load(src.strip().strip('-')) or {}
 
 
+API_MARK = re.compile(r'^<!-- fastnote-api (\{.*?\}) -->[ \t]*\n?', re.M)
+
+def api_kind(sym)->dict:
+    "What `show_doc(sym)` documents: `kind` (function, classmethod, property, class, exception) and a class's `bases`."
+    import functools
+    if isinstance(sym, (property, functools.cached_property)): return dict(kind='property')
+    if inspect.isclass(sym):
+        bases = [getattr(b, '__name__', str(b)) for b in vars(sym).get('__orig_bases__', sym.__bases__) if b is not object]
+        return dict(kind='exception' if issubclass(sym, BaseException) else 'class', bases=bases)
+    if inspect.ismethod(sym) and inspect.isclass(sym.__self__): return dict(kind='classmethod')
+    return dict(kind='function')
+
+
+def kind_renderer(base):
+    "nbdev's show_doc renderer `base`, writing what `api_kind` says into its markdown, for `api_entry` to read."
+    class KindRenderer(base):
+        def __init__(self, sym, *args, **kwargs):
+            self.api = api_kind(sym)
+            super().__init__(sym, *args, **kwargs)
+        def _repr_markdown_(self): return f"<!-- fastnote-api {json.dumps(self.api)} -->\n" + super()._repr_markdown_()
+    return KindRenderer
+
+
+def shown_once(def_names):
+    """nbdev's `_def_names` (which names `add_show_docs` documents after an exported cell), leaving out names that a
+    `show_doc` cell already documents: nbdev compares `Learner.fit` with `fit` and documents `@patch`ed methods twice."""
+    return lambda cell, shown: [n for n in def_names(cell, shown) if n not in shown]
+
+
+_re_show_doc = re.compile(r'\A\s*(?:---[ \t]*\n)?\s*(?P<source>\[source\]\([^)\s]*\)(?:\{[^}\n]*\})?)?\s*'
+                          r'^(?P<level>#{1,6})[ \t]+(?P<name>[^\n]+?)[ \t]*\n\s*'
+                          r'^(?P<fence>`{3,})python[ \t]*\n(?P<sig>.*?)\n(?P=fence)[ \t]*(?:\n|\Z)(?P<doc>.*)\Z', re.S | re.M)
+
+_SIG_FIXES = [(re.compile(a), b) for a, b in [
+    (r':NoneType(?==)', ''),                               # fastcore infers `x:NoneType=None` from the default
+    (r':function(?==)', ''),                               # ... and `f:function=trainable_params`
+    (r'->NoneType\b', '->None'),
+    (r'\b__main__\.', ''),                                 # a class defined in the notebook being rendered
+    (r'\bfastnote\.\w+\.(?=[A-Za-z_])', ''),               # `fastnote.callback.DataLoaders` -> `DataLoaders`
+    (r'\btorch\.nn\.modules\.\w+\.(?=[A-Z])', 'nn.'),      # `torch.nn.modules.module.Module` -> `nn.Module`
+    (r'\btorch\.optim\.\w+\.(?=[A-Z])', 'torch.optim.'),   # `torch.optim.optimizer.Optimizer`
+    (r'\bpathlib\.(?=Path\b)', ''),
+]]
+
+def clean_signature(sig:str)->str:
+    "A show_doc signature with the annotations its author wrote: inferred `NoneType`s gone, module paths shortened."
+    def fix(line):
+        code, sep, comment = line.partition(' # ')         # the parameter's docment stays as written
+        for pat, rep in _SIG_FIXES: code = pat.sub(rep, code)
+        return code + sep + comment
+    return '\n'.join(fix(l) for l in sig.split('\n'))
+
+
+def escape_md(text:str)->str:
+    "`text` shown literally by markdown: `Learner.__call__` stays `Learner.__call__`, not Learner.**call**."
+    return re.sub(r'([\\`*_\[\]{}<>#|~])', r'\\\1', text)
+
+
+def is_internal(name:str)->bool:
+    "Whether `name` (`f`, `Cls.method`) is an internal helper: its last part starts with `_` and is no dunder."
+    last = name.split('.')[-1]
+    return last.startswith('_') and not (last.startswith('__') and last.endswith('__'))
+
+
+def api_entry(md:str)->str:
+    """The markdown of one `show_doc` output, tidied for the page. Public names keep nbdev's heading (so `page.html#name`
+    works), then the signature and the docstring; a class reads `class Name(...)`, a property and a classmethod carry
+    their decorator, an exception is one line, and an internal helper gets a small label instead of a heading."""
+    mark = API_MARK.search(md)
+    info = json.loads(mark.group(1)) if mark else {}
+    md = API_MARK.sub('', md)
+    m = _re_show_doc.match(md)
+    if not m: return re.sub(r'^\s*---\s*\n', '', md)      # not the shape nbdev writes: leave it as it is
+    name, kind, bases = m['name'].strip(), info.get('kind', 'function'), info.get('bases', [])
+    source, doc = (m['source'] or '').strip(), m['doc'].strip()
+    short = name.split('.')[-1]
+    sig = clean_signature(m['sig'])
+    if kind == 'exception':
+        base = f"({', '.join(bases)})" if bases else ''
+        line = ' '.join(p for p in [source, f"[exception]{{.api-kind}} `{name}{base}`{{.api-name}}" + (':' if doc else ''),
+                                    doc] if p)
+        return f":::{{container}} api-entry api-exception\n({quarto_slug(name)})=\n{line}\n:::"
+    if kind == 'class':
+        sig = re.sub(r'\A(?:async )?def ', 'class ', sig)
+        if re.fullmatch(r'class \w+\(\s*\*args, \*\*kwargs\s*\)(?:->[^:]*)?:', sig):   # no constructor arguments of its own
+            sig = f"class {short}({', '.join(bases)}):" if bases else f"class {short}:"
+    elif kind in ('property', 'classmethod'): sig = f'@{kind}\n{sig}'
+    block = f"{fence(sig, '{code-block} python')}".replace('\n', '\n:class: api-signature\n', 1)
+    if is_internal(name):
+        head = ' '.join(p for p in [source, f"`{name}`{{.api-name}} [internal]{{.api-kind}}"] if p)
+        return '\n\n'.join([f":::{{container}} api-entry api-internal", head, block, doc]).rstrip() + '\n:::'
+    return '\n\n'.join(p for p in [source, f"{m['level']} {escape_md(name)}", block, doc] if p)
+
+
+class PageCell(NamedTuple):
+    "One cell of a page: markdown, or code with its outputs, myst-nb tags, how it folds and its pictures' alt text."
+    kind: str                   # 'markdown' or 'code'
+    source: str
+    outputs: tuple = ()
+    tags: tuple = ()
+    fold: str = None            # None, 'closed' or 'open' (`code-fold: true` / `show`)
+    summary: str = ''           # the text of the fold's <summary>
+    alt: str = ''               # `fig-alt`
+
+
 def code_page_cell(cell, pages:dict, base_url:str, to:str):
-    "What a processed code cell shows: `(kind, source, outputs, tags)`, or None when it shows nothing."
-    opts, code = split_options(joined(cell['source']))
-    if opts.get('include') == 'false': return None
-    outputs = [] if opts.get('output') == 'false' else cell.get('outputs', [])
+    "What a processed code cell shows, as a `PageCell`, or None when it shows nothing."
+    src = joined(cell['source'])
+    if src.startswith(NBDEV_FOLD) and 'exports' in split_options(src)[0]:
+        src = src[len(NBDEV_FOLD):]   # nbdev's own `code-fold: show` for `#| exports`: `code_fold` decides instead
+    opts, code = split_options(src)
+    if is_false(opts.get('include', '')): return None
+    outputs = [] if is_false(opts.get('output', '')) else cell.get('outputs', [])
     markdown_out = [joined(o['data']['text/markdown']) for o in outputs if 'text/markdown' in o.get('data', {})]
-    if opts.get('echo') == 'false' and opts.get('output') == 'asis' and markdown_out:
+    if is_false(opts.get('echo', '')) and opts.get('output', '').lower() == 'asis' and markdown_out:
         # show_doc: its markdown becomes part of the page, so its heading is a real section with an anchor
-        md = re.sub(r'^\s*---\s*\n', '', '\n\n'.join(markdown_out))   # Quarto's rule above each entry
-        return 'markdown', relink(quarto_md_to_myst(md), pages, base_url, to), [], []
+        md = '\n\n'.join(api_entry(o) if to == 'site' else re.sub(r'^\s*---\s*\n', '', API_MARK.sub('', o))
+                         for o in markdown_out)
+        return PageCell('markdown', relink(quarto_md_to_myst(md), pages, base_url, to))
     if not code.strip() and not outputs: return None
-    tags = ['remove-input'] if opts.get('echo') == 'false' else []
-    if opts.get('code-summary'): tags.append('exported-source')   # nbdev's `#| exports` cells
-    return 'code', code, outputs, tags
+    tags = ('remove-input',) if is_false(opts.get('echo', '')) else ()
+    fold, summary = code_fold(opts) if code.strip() else (None, '')
+    return PageCell('code', code, tuple(outputs), tags, fold, summary, opts.get('fig-alt', '').strip())
 
 
 def page_cells(proc_nb:dict, pages:dict, base_url:str, to:str):
-    "Title, description and cells (`(kind, source, outputs, tags)`) of a processed notebook, ready for `to`."
+    "Title, description and cells (`PageCell`s) of a processed notebook, ready for `to`."
     title, desc, cells = '', '', []
     for cell in proc_nb['cells']:
         src = joined(cell['source'])
@@ -113,21 +276,36 @@ def page_cells(proc_nb:dict, pages:dict, base_url:str, to:str):
             fm = read_front_matter(src)
             title, desc = fm.get('title', ''), fm.get('description', '')
         elif cell['cell_type'] == 'markdown' and not src.strip().startswith('<!-- WARNING'):
-            cells.append(('markdown', relink(quarto_md_to_myst(src), pages, base_url, to), [], []))
+            cells.append(PageCell('markdown', relink(quarto_md_to_myst(src), pages, base_url, to)))
         elif cell['cell_type'] == 'code' and (shown := code_page_cell(cell, pages, base_url, to)):
             cells.append(shown)
     return title, desc, cells
 
 
-def to_site_notebook(proc_nb:dict, pages:dict, base_url:str, toc:list=None)->dict:
+def page_title(title:str, page_id:str='page')->str:
+    """The page's title heading. It takes no anchor of its own, so a name documented on its page under the same words
+    (the `Adam` entry of the page 'Adam') keeps the anchor nbdev links to: the heading's id is `title-<page>` and its
+    text is in conf.py's `page-title` role, which MyST does not make a slug of."""
+    if '`' in title or not title: return f"# {title}"
+    return f"{{#title-{page_id}}}\n# {{page-title}}`{title}`"
+
+
+def to_site_notebook(proc_nb:dict, pages:dict, base_url:str, toc:list=None, page_id:str='page')->dict:
     "A notebook myst-nb renders as one page: title and description first, Quarto options as tags, clean metadata."
     title, desc, cells = page_cells(proc_nb, pages, base_url, 'site')
-    head = f"# {title}\n\n{desc}" if desc else f"# {title}"
+    head = page_title(title, page_id) + (f"\n\n{desc}" if desc else '')
     out = [dict(cell_type='markdown', metadata={}, source=head)]
-    for kind, src, outputs, tags in cells:
-        meta = {'tags': tags} if tags else {}
-        if kind == 'markdown': out.append(dict(cell_type='markdown', metadata=meta, source=src))
-        else: out.append(dict(cell_type='code', metadata=meta, source=src, outputs=outputs, execution_count=None))
+    for c in cells:
+        if c.kind == 'markdown':
+            out.append(dict(cell_type='markdown', metadata={}, source=c.source)); continue
+        meta, tags = ({'mystnb': {'image': {'alt': c.alt}}} if c.alt else {}), list(c.tags)
+        outputs = [with_alt(o, c.alt) for o in c.outputs]
+        if c.fold:   # the code in a <details> of its own; the outputs, if any, in a cell that shows only them
+            out.append(dict(cell_type='markdown', metadata={}, source=folded_code(c.source, c.fold, c.summary)))
+            if not outputs: continue
+            tags.append('remove-input')
+        if tags: meta['tags'] = tags
+        out.append(dict(cell_type='code', metadata=meta, source=c.source, outputs=outputs, execution_count=None))
     if toc:
         out.append(dict(cell_type='markdown', metadata={},
                         source='```{toctree}\n:hidden:\n:caption: Chapters\n\n' + '\n'.join(toc) + '\n```'))
@@ -150,18 +328,32 @@ def readme_text(proc_nb:dict, pages:dict, base_url:str)->str:
     title, desc, cells = page_cells(proc_nb, pages, base_url, 'readme')
     parts = [f"# {title}", f"> {desc}" if desc else '',
              "<!-- Generated from nbs/index.ipynb by `make readme`: edit the notebook, not this file. -->"]
-    for kind, src, outputs, _ in cells:
-        if kind == 'markdown': parts.append(src.strip()); continue
-        parts.append(f"```python\n{src.strip()}\n```")
-        parts += [output_markdown(o) for o in outputs]
+    for c in cells:
+        if c.kind == 'markdown': parts.append(c.source.strip()); continue
+        parts.append(fence(c.source.strip()))
+        parts += [output_markdown(o) for o in c.outputs]
     return '\n\n'.join(p for p in parts if p) + '\n'
 
 
+@contextmanager
+def patched(obj, name:str, value):
+    "Set `obj.name` to `value` for the duration of a `with` block."
+    old = getattr(obj, name)
+    setattr(obj, name, value)
+    try: yield
+    finally: setattr(obj, name, old)
+
+
 def process_notebooks(file_glob:str='')->Path:
-    "Run nbdev's notebook processing on `nbs/` (no Quarto involved); returns the folder of processed notebooks."
+    """Run nbdev's notebook processing on `nbs/` (no Quarto involved); returns the folder of processed notebooks.
+    It runs in this process (`n_workers=0`), so show_doc renders with `kind_renderer` and `add_show_docs` skips
+    `@patch`ed methods a notebook documents itself (`shown_once`)."""
+    import nbdev.processors, nbdev.showdoc
     from fastcore.xtras import working_directory
     from nbdev.serve import proc_nbs
-    with working_directory(ROOT):   # nbdev's processors read the config of the current folder
+    with working_directory(ROOT), \
+         patched(nbdev.processors, '_def_names', shown_once(nbdev.processors._def_names)), \
+         patched(nbdev.showdoc, 'BasicMarkdownRenderer', kind_renderer(nbdev.showdoc.BasicMarkdownRenderer)):
         return Path(proc_nbs(str(NBS), n_workers=0, force=True, file_glob=file_glob))
 
 
@@ -177,7 +369,7 @@ def write_sources(proc:Path, dest:Path, pages:dict):
     base_url, toc = doc_url(), [p for p in pages.values() if p != 'index']
     for nb_name, page in pages.items():
         nb = json.loads((proc/nb_name).read_text(encoding='utf-8'))
-        site_nb = to_site_notebook(nb, pages, base_url, toc if page == 'index' else None)
+        site_nb = to_site_notebook(nb, pages, base_url, toc if page == 'index' else None, page)
         (dest/f'{page}.ipynb').write_text(json.dumps(site_nb, indent=1), encoding='utf-8')
 
 
@@ -188,6 +380,7 @@ def build_site(out=ROOT/'_docs', work=ROOT/'_build')->Path:
     pages = notebook_pages()
     write_sources(process_notebooks(), work/'site_src', pages)
     html = work/'html'   # myst-nb writes its image files beside Sphinx's output folder: keep both in `work`
+    if html.exists(): shutil.rmtree(html)   # Sphinx keeps the page of a notebook that was renamed or removed
     args = ['-b', 'html', '-q', '-W', '--keep-going', '-c', str(SPHINX_CONF), '-d', str(work/'doctrees'),
             str(work/'site_src'), str(html)]
     if build_main(args) != 0: raise SystemExit("Sphinx failed to build the site (see the messages above)")
