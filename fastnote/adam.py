@@ -10,7 +10,7 @@ __all__ = ['step_stat', 'debias', 'adam_step', 'Adam']
 # %% ../nbs/04_adam.ipynb #99bae32c
 from functools import partial
 import torch
-from .optimizer import Optimizer
+from .optimizer import Optimizer, merge_torch_names
 from .decay import weight_decay, l2_reg
 from .momentum import average_grad
 from .rmsprop import average_sqr_grad
@@ -56,16 +56,32 @@ def adam_step(
 adam_step.defaults = dict(eps=1e-5)
 
 # %% ../nbs/04_adam.ipynb #538cb5db
-def Adam(
-    params, # parameters or param groups
-    lr:float, # learning rate
-    mom:float=0.9, # weight of the old average of gradients (beta1)
-    sqr_mom:float=0.99, # weight of the old average of squared gradients (beta2)
-    eps:float=1e-5, # added to the root mean square
-    wd:float=0.01, # weight decay
-    decouple_wd:bool=True, # decoupled weight decay (AdamW) if True, else L2 (`l2_reg`)
-)->Optimizer:
-    "Adam, or AdamW with the default decoupled weight decay."
-    cbs = [weight_decay if decouple_wd else l2_reg]
-    cbs += [partial(average_grad, dampening=True), average_sqr_grad, step_stat, adam_step]
-    return Optimizer(params, cbs, lr=lr, mom=mom, sqr_mom=sqr_mom, eps=eps, wd=wd)
+class Adam(Optimizer):
+    r"""Adam, or AdamW with the default decoupled weight decay: momentum and RMSProp together, both averages
+    corrected for their start at zero.
+
+    With learning rate $\eta$, $\beta_1$ (`mom`), $\beta_2$ (`sqr_mom`), $\epsilon$ (`eps`) and weight decay
+    $\lambda$ (`wd`), at step $t$:
+
+    $$\text{decoupled (AdamW): } p \leftarrow (1-\eta\lambda)\,p \qquad\text{or, with decouple\_wd=False, L2: } g_t \leftarrow g_t + \lambda p$$
+    $$m_t = \beta_1 m_{t-1} + (1-\beta_1)\, g_t, \qquad v_t = \beta_2 v_{t-1} + (1-\beta_2)\, g_t^2$$
+    $$p \leftarrow p - \eta\, \frac{m_t / (1-\beta_1^t)}{\sqrt{v_t / (1-\beta_2^t)} + \epsilon}$$
+
+    The steppers are `[weight_decay or l2_reg, partial(average_grad, dampening=True), average_sqr_grad, step_stat,
+    adam_step]`. With `sqr_mom=0.999, eps=1e-8` it equals `torch.optim.AdamW` (decoupled) and `torch.optim.Adam`
+    (L2) bit for bit.
+
+    References: D. P. Kingma and J. Ba, "Adam: A Method for Stochastic Optimization" (ICLR 2015); I. Loshchilov and
+    F. Hutter, "Decoupled Weight Decay Regularization" (ICLR 2019)."""
+    def __init__(self,
+                 params, # parameters or param groups
+                 lr:float, # learning rate
+                 mom:float=0.9, # weight of the old average of gradients (beta1)
+                 sqr_mom:float=0.99, # weight of the old average of squared gradients (beta2)
+                 eps:float=1e-5, # added to the root mean square
+                 wd:float=0.01, # weight decay
+                 decouple_wd:bool=True, # decoupled weight decay (AdamW) if True, else L2 (`l2_reg`)
+                 **torch_hypers): # torch's names: `betas`, `weight_decay`, and its switches
+        super().__init__(params, [weight_decay if decouple_wd else l2_reg, partial(average_grad, dampening=True),
+                                  average_sqr_grad, step_stat, adam_step],
+                         **merge_torch_names(Adam, dict(lr=lr, mom=mom, sqr_mom=sqr_mom, eps=eps, wd=wd), torch_hypers))

@@ -211,7 +211,9 @@ class Recorder(Callback):
             # on the CPU a number is free to read; on a GPU reading it would make the CPU wait, so keep the tensor
             self._pending.append((loss.item() if loss.is_cpu else loss.detach(), n))
             pg = learn.opt.param_groups[0]
-            for _, values, place in self._hp_places: values.append(pg[place] if isinstance(place, str) else pg[place[0]][place[1]])
+            for _, values, place in self._hp_places:
+                v = pg[place] if isinstance(place, str) else pg[place[0]][place[1]]
+                values.append(v.item() if torch.is_tensor(v) else v)     # a tensor lr changes in place: keep its value
         else:
             self._valid_loss._parts.append((loss.detach().mean(), n))
             for m in self._metrics:
@@ -804,6 +806,5 @@ class Learner:
 
     def _end_fit(self):
         self.dl = self.xb = self.yb = self.pred = self.loss = None
-        for cb in self.cbs: object.__setattr__(cb, '_run', True)
-        self.events_changed()
+        for cb in self.cbs: cb.run = True                 # a callback silenced for this fit runs again in the next
         for cb in list(self.cbs): cb.cleanup()

@@ -9,7 +9,7 @@ __all__ = ['average_grad', 'momentum_step', 'SGD']
 
 # %% ../nbs/02_momentum.ipynb #1e2bf6f8
 import torch
-from .optimizer import Optimizer, sgd_step
+from .optimizer import Optimizer, sgd_step, merge_torch_names
 from .decay import weight_decay, l2_reg
 
 # %% ../nbs/02_momentum.ipynb #1a37f87f
@@ -38,14 +38,33 @@ def momentum_step(
     torch._foreach_add_(p, grad_avg, alpha=-lr)
 
 # %% ../nbs/02_momentum.ipynb #52322a79
-def SGD(
-    params, # parameters or param groups
-    lr:float, # learning rate
-    mom:float=0., # momentum (0 for plain SGD)
-    wd:float=0., # weight decay
-    decouple_wd:bool=True, # decoupled weight decay (`weight_decay`) if True, else L2 (`l2_reg`)
-)->Optimizer:
-    "Stochastic gradient descent, with momentum if `mom` > 0."
-    cbs = [weight_decay if decouple_wd else l2_reg]
-    cbs += [sgd_step] if mom == 0 else [average_grad, momentum_step]
-    return Optimizer(params, cbs, lr=lr, mom=mom, wd=wd)
+class SGD(Optimizer):
+    r"""Stochastic gradient descent, with momentum in the param groups whose `mom` is above 0.
+
+    For a parameter $p$ with gradient $g_t$ at step $t$, learning rate $\eta$, momentum $\mu$ (`mom`) and weight
+    decay $\lambda$ (`wd`):
+
+    $$\text{decoupled: } p \leftarrow (1 - \eta\lambda)\,p \qquad\text{or, with decouple\_wd=False, L2: } g_t \leftarrow g_t + \lambda p$$
+    $$b_t = \mu\, b_{t-1} + g_t \quad (b_0 = 0), \qquad p \leftarrow p - \eta\, b_t$$
+
+    With $\mu = 0$ the step is $p \leftarrow p - \eta\, g_t$ and no moving average is kept. The steppers are
+    `[weight_decay or l2_reg, average_grad, momentum_step]`, and `[weight_decay or l2_reg, sgd_step]` for a group
+    whose `mom` is 0 (`steppers_for`), so a group, `set_hyper` or a schedule may turn momentum on and off.
+    With L2 it equals `torch.optim.SGD(momentum=mom, weight_decay=wd)` bit for bit.
+
+    References: B. T. Polyak, "Some methods of speeding up the convergence of iteration methods" (1964);
+    I. Sutskever, J. Martens, G. Dahl, G. Hinton, "On the importance of initialization and momentum in deep
+    learning" (ICML 2013)."""
+    def __init__(self,
+                 params, # parameters or param groups
+                 lr:float, # learning rate
+                 mom:float=0., # momentum (0 for plain SGD)
+                 wd:float=0., # weight decay
+                 decouple_wd:bool=True, # decoupled weight decay (`weight_decay`) if True, else L2 (`l2_reg`)
+                 **torch_hypers): # torch's names: `momentum`, `weight_decay`, and its switches
+        super().__init__(params, [weight_decay if decouple_wd else l2_reg, average_grad, momentum_step],
+                         **merge_torch_names(SGD, dict(lr=lr, mom=mom, wd=wd), torch_hypers))
+
+    def steppers_for(self, group:dict)->list:
+        "A group whose `mom` is 0 takes plain steps (`sgd_step`) and keeps no moving average; the others step along it."
+        return self.steppers if group['mom'] else [self.steppers[0], sgd_step]

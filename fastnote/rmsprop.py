@@ -9,7 +9,7 @@ __all__ = ['average_sqr_grad', 'rms_prop_step', 'RMSProp']
 
 # %% ../nbs/03_rmsprop.ipynb #b8df70d8
 import torch
-from .optimizer import Optimizer
+from .optimizer import Optimizer, merge_torch_names
 from .decay import weight_decay, l2_reg
 from .momentum import average_grad
 
@@ -44,17 +44,34 @@ def rms_prop_step(
 rms_prop_step.defaults = dict(eps=1e-8)
 
 # %% ../nbs/03_rmsprop.ipynb #e9562b7d
-def RMSProp(
-    params, # parameters or param groups
-    lr:float, # learning rate
-    sqr_mom:float=0.99, # weight of the old average of squared gradients
-    mom:float=0., # momentum (0 for none)
-    eps:float=1e-8, # added to the root mean square
-    wd:float=0., # weight decay
-    decouple_wd:bool=True, # decoupled weight decay (`weight_decay`) if True, else L2 (`l2_reg`)
-)->Optimizer:
-    "RMSProp, with momentum if `mom` > 0."
-    cbs = [weight_decay if decouple_wd else l2_reg]
-    cbs += [average_sqr_grad] if mom == 0 else [average_grad, average_sqr_grad]
-    cbs.append(rms_prop_step)
-    return Optimizer(params, cbs, lr=lr, mom=mom, sqr_mom=sqr_mom, eps=eps, wd=wd)
+class RMSProp(Optimizer):
+    r"""RMSProp, which divides each parameter's step by the root mean square of its recent gradients; with momentum
+    in the param groups whose `mom` is above 0.
+
+    With learning rate $\eta$, $\alpha$ (`sqr_mom`), $\epsilon$ (`eps`), momentum $\mu$ (`mom`) and weight decay as in
+    `SGD`:
+
+    $$v_t = \alpha\, v_{t-1} + (1-\alpha)\, g_t^2, \qquad b_t = \mu\, b_{t-1} + g_t \;\;(\mu > 0),$$
+    $$p \leftarrow p - \eta\, \frac{b_t \text{ (or } g_t \text{ when } \mu = 0)}{\sqrt{v_t} + \epsilon}$$
+
+    The steppers are `[weight_decay or l2_reg, average_grad, average_sqr_grad, rms_prop_step]`, without
+    `average_grad` for a group whose `mom` is 0 (`steppers_for`). With `mom=0` and L2 it equals
+    `torch.optim.RMSprop(alpha=sqr_mom, eps=eps, weight_decay=wd)` bit for bit.
+
+    References: T. Tieleman and G. Hinton, "Lecture 6.5 - RMSProp: divide the gradient by a running average of its
+    recent magnitude", COURSERA: Neural Networks for Machine Learning (2012)."""
+    def __init__(self,
+                 params, # parameters or param groups
+                 lr:float, # learning rate
+                 sqr_mom:float=0.99, # weight of the old average of squared gradients
+                 mom:float=0., # momentum (0 for none)
+                 eps:float=1e-8, # added to the root mean square
+                 wd:float=0., # weight decay
+                 decouple_wd:bool=True, # decoupled weight decay (`weight_decay`) if True, else L2 (`l2_reg`)
+                 **torch_hypers): # torch's names: `alpha`, `momentum`, `weight_decay`, and its switches
+        super().__init__(params, [weight_decay if decouple_wd else l2_reg, average_grad, average_sqr_grad, rms_prop_step],
+                         **merge_torch_names(RMSProp, dict(lr=lr, mom=mom, sqr_mom=sqr_mom, eps=eps, wd=wd), torch_hypers))
+
+    def steppers_for(self, group:dict)->list:
+        "A group whose `mom` is 0 divides the gradient itself and keeps no moving average of it."
+        return self.steppers if group['mom'] else [s for s in self.steppers if s is not average_grad]

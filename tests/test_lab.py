@@ -131,7 +131,7 @@ BAD_CALLS = [
     (dict(noise=-0.1), ValueError, r"got -0.1"),
     (dict(opt_func=None), TypeError, "opt_func must make an optimizer"),
     (dict(opt_func=lambda ps, lr: None), TypeError, "must return a torch.optim.Optimizer, got a NoneType"),
-    (dict(scheds={'momentum': SchedLin(0.9, 0.8)}), ValueError, "no hyper-parameter 'momentum'"),
+    (dict(scheds={'beta1': SchedLin(0.9, 0.8)}), ValueError, "no hyper-parameter 'beta1'"),
     (dict(scheds={'lr': [0.1, 0.2]}), TypeError, r"scheds\['lr'\] must be a schedule"),
     (dict(scheds={'lr': SchedLin(0.1, -0.1)}), ValueError, "lr must be >= 0"),
     (dict(lr=math.inf), ValueError, "lr must be a finite number"),
