@@ -428,7 +428,7 @@ class Optimizer(torch.optim.Optimizer):
 
 def _convention(steppers)->bool:
     "Whether the steppers take one parameter at a time (all marked `per_param`) or lists (none marked); a mix is refused."
-    marked = [bool(stepper_attr(s, 'per_param')) if not hasattr(s, 'per_param') else s.per_param for s in steppers]
+    marked = [bool(stepper_attr(s, 'per_param')) for s in steppers]
     if any(marked) and not all(marked):
         raise ValueError(f"steppers {[stepper_name(s) for s, m in zip(steppers, marked) if m]} are marked per_param (one parameter at a "
                          f"time) and {[stepper_name(s) for s, m in zip(steppers, marked) if not m]} are not (lists): one optimizer takes one kind")

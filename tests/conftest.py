@@ -15,6 +15,53 @@ def pytest_terminal_summary(terminalreporter):
     for line in SUMMARY: terminalreporter.write_line(line)
 
 
+# The markers of pyproject.toml, given by test file and test name (without its parameters); '*' is the whole file.
+# `slow`: over 5 s each on 2 cores (as timed with `pytest --durations=0`), or behind a fixture that is: leaving these
+# out (`make test-fast`) runs the rest in about 70 s. tests/test_setup.py checks that every name here exists.
+MARKS = {
+    'slow': {
+        'test_notebooks.py': '*',                                     # every notebook, run top to bottom
+        'test_docs_site.py': '*',                                     # the site is built first (minutes)
+        'test_package.py': {'test_wheel_holds_only_the_package', 'test_wheel_installs_and_imports',
+                            'test_lab_draws_from_the_installed_wheel', 'test_demo_extra_from_the_wheel'},  # a clean venv
+        'test_distributed.py': {'test_two_processes_of_b_equal_one_process_of_2b', 'test_a_distributed_run_resumes_exactly',
+                                'test_a_metric_that_does_not_say_how_it_combines_is_refused',
+                                'test_checkpoints_move_between_distributed_and_single_runs'},
+        'test_resume.py': {'test_killed_process_resumes_bit_identical'},
+        'test_demo.py': {'test_trains_prints_the_table_and_writes_the_plots', 'test_compare_ranks_the_five_optimizers'},
+        'test_lightning.py': '*', 'test_hf_trainer.py': '*',                 # a whole client library is imported and run
+    },
+    'browser': {
+        'test_docs_site.py': {'test_every_page_in_the_browser', 'test_every_chapter_shows_a_plot', 'test_plot_text_is_legible',
+                              'test_code_wraps_in_the_column', 'test_folded_code_opens', 'test_phone_menu_and_contents',
+                              'test_search_finds_chapter_words'},
+    },
+    'subprocess': {
+        'test_demo.py': '*',
+        'test_package.py': {'test_wheel_holds_only_the_package', 'test_wheel_installs_and_imports',
+                            'test_lab_draws_from_the_installed_wheel', 'test_demo_extra_from_the_wheel',
+                            'test_importing_a_module_changes_no_class_of_another_but_the_fastai_extensions'},
+        'test_distributed.py': {'test_two_processes_of_b_equal_one_process_of_2b', 'test_a_distributed_run_resumes_exactly',
+                                'test_a_metric_that_does_not_say_how_it_combines_is_refused',
+                                'test_checkpoints_move_between_distributed_and_single_runs'},
+        'test_resume.py': {'test_killed_process_resumes_bit_identical', 'test_killing_the_writer_never_leaves_a_broken_checkpoint'},
+        'test_sync.py': {'test_export_leaves_no_diff', 'test_notebooks_are_clean'},
+        'test_setup.py': {'test_setup_installs_only_when_its_inputs_change', 'test_hooks_make_git_diff_work_without_the_venv'},
+    },
+}
+
+
+def marks_of(file:str, name:str)->list:
+    "The markers `MARKS` gives the test `name` of `tests/<file>`."
+    return [m for m, files in MARKS.items() if files.get(file) == '*' or name in files.get(file, ())]
+
+
+@pytest.hookimpl(tryfirst=True)   # before pytest's own hook deselects by `-m`
+def pytest_collection_modifyitems(items):
+    for item in items:
+        for m in marks_of(item.path.name, getattr(item, 'originalname', item.name)): item.add_marker(m)
+
+
 def notebooks():
     "Every notebook in nbs/, in the order of the site's pages."
     from docs import notebook_pages

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from conftest import run
 
-pytest.importorskip('sklearn', reason="the demo's data comes from scikit-learn (fastnote's dev extra)")
+pytest.importorskip('sklearn', reason="the demo's data comes from scikit-learn (fastnote's demo and dev extras)")
 
 DEMO = Path(sys.executable).parent/'fastnote-demo'
 OPTIMIZERS = ('sgd', 'sgd_mom', 'rmsprop', 'adam', 'adamw')
@@ -21,7 +21,7 @@ def is_png(path:Path)->bool: return path.is_file() and path.stat().st_size > 100
 
 def test_trains_prints_the_table_and_writes_the_plots(tmp_path):
     out = tmp_path/'plots'
-    res = demo('--epochs', 2, '--out', out, '--no-bar', cwd=tmp_path)
+    res = demo('--opt', 'Adam', '--epochs', 2, '--out', out, '--no-bar', cwd=tmp_path)    # names in any case
     assert res.returncode == 0, res.stdout + res.stderr
     lines = res.stdout.splitlines()
     header = [i for i, l in enumerate(lines) if l.split() == ['epoch', 'train_loss', 'valid_loss', 'accuracy', 'time']]
@@ -44,7 +44,8 @@ def test_compare_ranks_the_five_optimizers(tmp_path):
     assert is_png(tmp_path/'compare.png')
 
 
-@pytest.mark.parametrize('args,named', [(['--opt', 'nope'], "'nope'"), (['--epochs', '0'], '0'), (['--lr', '-1'], '-1')])
+@pytest.mark.parametrize('args,named', [(['--opt', 'nope'], "'nope'"), (['--epochs', '0'], '0'), (['--lr', '-1'], '-1'),
+                                        (['--sched', 'cosine'], "'cosine'")])
 def test_bad_option_is_one_line_not_a_traceback(tmp_path, args, named):
     res = demo(*args, '--out', tmp_path/'out', cwd=tmp_path)
     assert res.returncode != 0
@@ -53,3 +54,23 @@ def test_bad_option_is_one_line_not_a_traceback(tmp_path, args, named):
     assert named in err, err
     if args[0] == '--opt': assert all(o in err for o in OPTIMIZERS), err           # it says what would do
     assert not (tmp_path/'out').exists()                                          # and stops before any work
+
+
+def test_help_shows_the_choices(tmp_path):
+    "`--help` shows what each name option takes, not a placeholder such as `--opt (str)`."
+    res = demo('--help', cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    for shown in ('--opt {sgd,sgd_mom,rmsprop,adam,adamw}', '--sched {one_cycle,constant}', '--out DIR'):
+        assert shown in res.stdout, res.stdout
+    assert '(str)' not in res.stdout, res.stdout
+
+
+@pytest.mark.parametrize('out,named', [('taken', 'is a file, not a folder'), ('taken/plots', 'cannot make the folder')])
+def test_an_unusable_out_is_one_line_not_a_traceback(tmp_path, out, named):
+    (tmp_path/'taken').write_text('a file where the plots would go')
+    res = demo('--epochs', 1, '--out', tmp_path/out, cwd=tmp_path)
+    assert res.returncode != 0
+    err = res.stderr.strip()
+    assert 'Traceback' not in err and len(err.splitlines()) == 1, err
+    assert named in err and str(tmp_path/out) in err, err
+    assert 'epoch' not in res.stdout, res.stdout                                   # it stops before training

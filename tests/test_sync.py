@@ -49,10 +49,42 @@ def test_readme_is_generated_from_index():
 
 def test_readme_has_what_a_newcomer_needs():
     readme = (ROOT/'README.md').read_text(encoding='utf-8')
-    for needed in ('## Install', '## Quick start', 'make demo', 'make test', 'settings.ini', '## Chapters'):
+    for needed in ('## Install', '## Quick start', 'make demo', 'make test-fast', 'make test', "fastnote[demo]", 'TORCH=',
+                   'make hooks', 'source .venv/bin/activate', 'settings.ini', '## Chapters'):
         assert needed in readme, f"README.md lacks {needed!r}"
-    for link in re.findall(r'\]\((nbs/[^)#]+)', readme):
-        assert (ROOT/link).exists(), f"README.md links to {link}, which does not exist"
+    for cmd in ('nbdev-preview', 'nbdev-prepare', 'nbdev-docs', 'nbdev-readme', 'nbdev-install-hooks'):   # each mapped
+        assert re.search(rf'^\| `{cmd}` \| `make \w+`', readme, re.M), f"README.md's table says nothing of {cmd}"
+
+
+def test_readme_reads_on_a_package_index():
+    """README.md is also the package's page on PyPI: every link is absolute and points at a page of the site or a file
+    of the repository that exists, and no TeX is left in its prose."""
+    from docs import doc_url, notebook_pages, _re_code, _re_fence
+    from nbdev.config import get_config
+    readme = (ROOT/'README.md').read_text(encoding='utf-8')
+    site, pages = doc_url(), set(notebook_pages().values())
+    repo = f"{get_config(ROOT).git_url.rstrip('/')}/blob/{get_config(ROOT).branch}/"
+    for target in re.findall(r'\]\(([^)\s]+)\)', _re_fence.sub('', readme)):
+        assert re.match(r'https?://|#', target), f"README.md has a relative link, {target}, which PyPI cannot follow"
+        path = target.split('#')[0]
+        if path.startswith(site): assert path[len(site):].removesuffix('.html') in pages, f"no page for {target}"
+        if path.startswith(repo): assert (ROOT/path[len(repo):]).exists(), f"README.md links to {target}, not in the repository"
+    tex = re.findall(r'\$[^$\s][^$\n]*\$', _re_code.sub('', readme))
+    assert not tex, f"README.md's prose has TeX, which PyPI shows as it is written: {tex}"
+
+
+def test_links_made_absolute_and_math_made_text():
+    from docs import absolute_links, math_as_text
+    pages, site, repo = {'01_sgd.ipynb': 'sgd', '99_demo.ipynb': 'demo'}, 'https://h.io/fn/', 'https://github.com/o/fn'
+    md = ('[a](nbs/01_sgd.ipynb), [`b`](nbs/99_demo.ipynb#the-loop), [c](LICENSE), ![d](img/x.png), [e](https://x.org), '
+          '[f](#install), `[g](nbs/01_sgd.ipynb)`\n```\n[h](Makefile)\n```\n')
+    assert absolute_links(md, pages, site, repo) == (
+        '[a](https://h.io/fn/sgd.html), [`b`](https://h.io/fn/demo.html#the-loop), [c](https://github.com/o/fn/blob/main/LICENSE), '
+        '![d](https://github.com/o/fn/raw/main/img/x.png), [e](https://x.org), [f](#install), `[g](nbs/01_sgd.ipynb)`\n'
+        '```\n[h](Makefile)\n```\n')                              # code stays as it is written
+    assert math_as_text('Fit $y = 3x + 2$; $5 or $10; `$HOME`.') == 'Fit y = 3x + 2; $5 or $10; `$HOME`.'
+    assert math_as_text(r'$\beta_1 \times \theta$ and $$\frac{\hat{m}_t}{\sqrt{\hat{v}_t} + \epsilon}$$') == (
+        'β_1 × θ and \n```\n(m\u0302_t)/(√(v\u0302_t) + ε)\n```\n')
 
 
 def test_nbdev3_config_only():

@@ -389,11 +389,67 @@ def build_site(out=ROOT/'_docs', work=ROOT/'_build')->Path:
     return out
 
 
+_re_fence = re.compile(r'^(?P<fence>`{3,}).*?^(?P=fence)[ \t]*$', re.M | re.S)
+_re_code = re.compile(f'{_re_fence.pattern}|`+[^`\\n]*?`+', re.M | re.S)   # fenced blocks and inline code
+_re_link = re.compile(f'(?P<code>{_re_code.pattern})|(?P<bang>!?)\\[(?P<text>[^\\]]*)\\]\\((?P<target>[^)\\s]+)\\)', re.M | re.S)
+
+def outside_code(md:str, f)->str:
+    "`md` with `f` applied to its prose only: fenced blocks and inline code stay as they are."
+    parts, last = [], 0
+    for m in _re_code.finditer(md):
+        parts += [f(md[last:m.start()]), m.group(0)]
+        last = m.end()
+    return ''.join(parts + [f(md[last:])])
+
+
+def absolute_links(md:str, pages:dict, base_url:str, repo_url:str, branch:str='main')->str:
+    """Relative links made absolute, for the README on a package index: a notebook's (`nbs/02_momentum.ipynb#x`) to its
+    page on the hosted docs, any other file's to the repository (a picture's to its raw file)."""
+    def fix(m):
+        bang, text, target = m['bang'], m['text'], m['target']
+        if m['code'] or re.match(r'[a-z][\w+.-]*:|#|/', target): return m.group(0)   # code, absolute, or an anchor
+        path, sep, anchor = target.partition('#')
+        if path.startswith('nbs/') and path[4:] in pages and base_url: url = f"{base_url}{pages[path[4:]]}.html"
+        else: url = f"{repo_url}/{'raw' if bang else 'blob'}/{branch}/{path}"
+        return f"{bang}[{text}]({url}{sep}{anchor})"
+    return _re_link.sub(fix, md)   # a link's text may hold code: [`Adam`](...)
+
+
+# TeX a README may hold, as text: a package index shows `$...$` as it is written
+_TEX_SYMBOLS = {r'\times': '×', r'\cdot': '·', r'\approx': '≈', r'\leq': '≤', r'\le': '≤', r'\geq': '≥', r'\ge': '≥',
+                r'\neq': '≠', r'\pm': '±', r'\to': '→', r'\infty': '∞', r'\nabla': '∇', r'\sum': 'Σ', r'\sqrt': '√',
+                r'\alpha': 'α', r'\beta': 'β', r'\gamma': 'γ', r'\epsilon': 'ε', r'\varepsilon': 'ε', r'\eta': 'η',
+                r'\theta': 'θ', r'\lambda': 'λ', r'\mu': 'μ', r'\sigma': 'σ', r'\,': ' ', r'\;': ' ', r'\quad': ' '}
+_re_inline_math = re.compile(r'(?<![\\$])\$(?=\S)([^$\n]+?)(?<=\S)\$(?![\d$])')
+_re_display_math = re.compile(r'\$\$(.+?)\$\$', re.S)
+
+def tex_as_text(tex:str)->str:
+    "A TeX formula as plain text: `\\frac{a}{b}` is `(a)/(b)`, `\\sqrt{v}` is `√(v)`, `\\beta_1` is `β_1`, braces go."
+    rules = [(r'\\frac\{([^{}]*)\}\{([^{}]*)\}', r'(\1)/(\2)'), (r'\\sqrt\{([^{}]*)\}', r'√(\1)'), (r'\\hat\{([^{}]*)\}', '\\1\u0302'),
+             (r'\\(?:mathrm|text|mathbf|operatorname)\{([^{}]*)\}', r'\1')]
+    while True:                                            # innermost first: `\frac{m}{\sqrt{v}}`
+        before = tex
+        for pat, rep in rules: tex = re.sub(pat, rep, tex)
+        if tex == before: break
+    tex = re.sub(r'\\[A-Za-z]+|\\[,;]', lambda m: _TEX_SYMBOLS.get(m.group(0), m.group(0)), tex)
+    return re.sub(r'[{}]', '', tex).strip()
+
+def math_as_text(md:str)->str:
+    "`$...$` and `$$...$$` made readable where no one renders TeX: inline math as text, display math as a text block."
+    def prose(t):
+        t = _re_display_math.sub(lambda m: f"\n```\n{tex_as_text(m.group(1))}\n```\n", t)
+        return _re_inline_math.sub(lambda m: tex_as_text(m.group(1)), t)
+    return outside_code(md, prose)
+
+
 def build_readme(out=ROOT/'README.md')->str:
-    "Write README.md from `nbs/index.ipynb`; returns its text."
-    pages = notebook_pages()
+    """Write README.md from `nbs/index.ipynb`; returns its text. It is also the package's page on PyPI, which renders
+    neither relative links nor TeX: links are made absolute and math is written as text."""
+    from nbdev.config import get_config
+    cfg, pages = get_config(ROOT), notebook_pages()
     proc = process_notebooks('index.ipynb')
     txt = readme_text(json.loads((proc/'index.ipynb').read_text(encoding='utf-8')), pages, doc_url())
+    txt = math_as_text(absolute_links(txt, pages, doc_url(), cfg.git_url.rstrip('/'), cfg.branch))
     if out is not None: Path(out).write_text(txt, encoding='utf-8')
     return txt
 
