@@ -488,13 +488,15 @@ def hyper_setter(opt:torch.optim.Optimizer, # a fastnote `Optimizer` or any torc
     def checked(x):                     # a float in range passes at once; anything else goes through `check_hyper`
         if type(x) is float and (low is None or (math.isfinite(x) and low <= x and (high is None or x < high))): return x
         return check_hyper(name, x)
+    # the values are checked here, so they go straight into each group's dict (a fastnote group would check them again)
     if isinstance(place, str):          # `opt.param_groups` is read at each call: `load_state_dict` replaces it
         def set_values(values:list):
-            for pg, x in zip(opt.param_groups, values): pg[place] = checked(x)
+            for pg, x in zip(opt.param_groups, values): dict.__setitem__(pg, place, checked(x))
     else:
         key, i = place
         def set_values(values:list):
-            for pg, x in zip(opt.param_groups, values): pg[key] = tuple(checked(x) if j == i else b for j, b in enumerate(pg[key]))
+            for pg, x in zip(opt.param_groups, values):
+                dict.__setitem__(pg, key, tuple(checked(x) if j == i else b for j, b in enumerate(pg[key])))
     return set_values
 
 def set_opt_hypers(opt:torch.optim.Optimizer, # a fastnote `Optimizer` or any torch optimizer
