@@ -2,7 +2,6 @@
 `git diff` works without an activated venv, and the markers of `make test-fast` name tests that exist."""
 import ast, json, os, shutil, sys
 from pathlib import Path
-import pytest
 from conftest import ROOT, MARKS, venv_bin, run
 
 VENV_BIN = Path(sys.executable).parent

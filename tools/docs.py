@@ -232,7 +232,7 @@ def api_entry(md:str)->str:
     block = f"{fence(sig, '{code-block} python')}".replace('\n', '\n:class: api-signature\n', 1)
     if is_internal(name):
         head = ' '.join(p for p in [source, f"`{name}`{{.api-name}} [internal]{{.api-kind}}"] if p)
-        return '\n\n'.join([f":::{{container}} api-entry api-internal", head, block, doc]).rstrip() + '\n:::'
+        return '\n\n'.join([":::{container} api-entry api-internal", head, block, doc]).rstrip() + '\n:::'
     return '\n\n'.join(p for p in [source, f"{m['level']} {escape_md(name)}", block, doc] if p)
 
 
