@@ -13,5 +13,6 @@ from .learner import *
 from .schedule import *
 from .training_callbacks import *
 from .distributed import *
+from .export import *
 from .lab import *
 from .demo import *

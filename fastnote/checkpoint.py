@@ -123,7 +123,7 @@ def _data_generator(dl):
 
 # %% ../nbs/10_checkpoint.ipynb #da5c859e
 def fit_settings(learn)->dict:
-    "What must not change between a checkpoint and the fit that resumes from it: epochs, data, model, processes, optimizer, schedules."
+    "What must not change between a checkpoint and the fit that resumes from it: epochs, data, model (and which of its parameters are frozen), processes, optimizer, schedules."
     opt, dl = learn.opt, learn.dls.train
     scheds = {k: v for cb in learn.cbs if callable(getattr(cb, 'fingerprint', None)) for k, v in cb.fingerprint().items()}
     group = _group()
@@ -133,6 +133,7 @@ def fit_settings(learn)->dict:
             'processes': 1 if group is None else group.get_world_size(),
             'optimizer': [stepper_name(s) for s in opt.steppers] if isinstance(opt, Optimizer) else type(opt).__name__,
             'param groups': len(opt.param_groups),
+            'frozen parameters': sorted(n for n, p in plain_model(learn.model).named_parameters() if not p.requires_grad),
             'schedule': scheds}
 
 def check_settings(saved:dict, # the settings stored in the checkpoint
@@ -145,6 +146,10 @@ def check_settings(saved:dict, # the settings stored in the checkpoint
             diff = next((n for n in {**v, **now[k]} if v.get(n) != now[k].get(n)), None)
             detail = f"{diff!r} is {v.get(diff)} in the checkpoint, {now[k].get(diff)} in this model"
         elif k == 'schedule': detail = f"the checkpoint's schedule {v} is not this fit's {now.get(k)}"
+        elif k == 'frozen parameters':
+            diff = sorted(set(v) ^ set(now.get(k, [])))
+            detail = (f"{len(v)} frozen in the checkpoint, {len(now.get(k, []))} in this model ({diff[0]!r} differs): "
+                      f"freeze the model as the run did (learn.freeze(), freeze_to(n)) before resuming")
         else: detail = f"the checkpoint has {v!r}, this fit {now.get(k)!r}"
         raise CheckpointError(f"{path} was made with other settings, so resuming would not continue that run: {k}: {detail}")
 

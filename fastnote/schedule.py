@@ -9,7 +9,7 @@ __all__ = ['Schedule', 'SchedLin', 'SchedCos', 'SchedNo', 'SchedExp', 'SchedPoly
            'ParamScheduler', 'sgdr_sched', 'LRFinder', 'valley', 'slide', 'minimum', 'steep']
 
 # %% ../nbs/08_schedule.ipynb #88dc0dc8
-import math, struct, warnings
+import inspect, math, struct, warnings
 from collections import namedtuple
 import torch
 from fastcore.basics import patch
@@ -180,6 +180,30 @@ def sgdr_sched(lr_max, # the learning rate at the start of each cycle
         i = max(k for k, start in enumerate(starts) if epoch >= start - 1e-9)   # the tolerance absorbs rounding in `pos`
         return cos((epoch - starts[i]) / lengths[i])
     return sgdr
+
+# %% ../nbs/08_schedule.ipynb #72ac8200
+@patch
+def fine_tune(self:Learner,
+              epochs:int, # epochs of training unfrozen, after the frozen ones
+              base_lr:float=2e-3, # the head's learning rate while frozen; half of it afterwards
+              freeze_epochs:int=1, # epochs of training with all but the last parameter group frozen
+              lr_mult:float=100, # how much smaller the first group's learning rate is than the last's, unfrozen
+              pct_start:float=0.3, # the warm-up fraction of the unfrozen one-cycle
+              div:float=5.0, # the unfrozen one-cycle starts at its peak over `div`
+              **kwargs): # passed on to both `fit_one_cycle`s (`wd`, `moms`, `div_final`, `cbs`)
+    "Transfer learning as fastai does it: `freeze` and train `freeze_epochs` with one-cycle, then `unfreeze` and train `epochs` with discriminative rates (fastai's `Learner` extension, patched in here)."
+    check_number('epochs', epochs, 0, integer=True); check_number('freeze_epochs', freeze_epochs, 0, integer=True)
+    check_hyper('lr', base_lr); check_number('lr_mult', lr_mult, 1)
+    for name in ('lr_max', 'pct_start', 'div', 'n_epoch', 'resume_from'):
+        if name in kwargs: raise TypeError(f"fine_tune sets {name!r} of its two fit_one_cycles itself: give base_lr, "
+                                           f"pct_start, div, epochs and freeze_epochs instead")
+    inspect.signature(Learner.fit_one_cycle).bind(self, 1, **kwargs)    # a wrong argument fails now, before freezing
+    self.freeze()
+    if freeze_epochs: self.fit_one_cycle(freeze_epochs, slice(base_lr), pct_start=0.99, **kwargs)
+    base_lr /= 2
+    self.unfreeze()
+    if epochs: self.fit_one_cycle(epochs, slice(base_lr / lr_mult, base_lr), pct_start=pct_start, div=div, **kwargs)
+
 
 # %% ../nbs/08_schedule.ipynb #28ed771f
 class LRFinder(ParamScheduler):

@@ -12,6 +12,7 @@ __all__ = ['MixedPrecision', 'GradientClip', 'GradientAccumulation', 'TrackerCal
 import csv, math, operator, warnings
 from pathlib import Path
 import torch
+from fastcore.basics import patch
 from .optimizer import check_number
 from .callback import *
 from .checkpoint import is_main_process
@@ -99,6 +100,25 @@ def _make_scaler(arg, dtype:torch.dtype, device_type:str):
     if isinstance(arg, torch.amp.GradScaler): return arg
     if arg is None: arg = dtype == torch.float16
     return torch.amp.GradScaler(device_type) if arg else None
+
+# %% ../nbs/09_training_callbacks.ipynb #47ee54e2
+@patch
+def to_fp16(self:Learner, **kwargs): # passed on to `MixedPrecision` (e.g. `scaler=`)
+    "Train in float16 mixed precision with loss scaling: adds a `MixedPrecision` callback (fastai's `Learner` extension, patched in here)."
+    self.remove_cb(MixedPrecision)
+    return self.add_cb(MixedPrecision(dtype=torch.float16, **kwargs))
+
+@patch
+def to_bf16(self:Learner, **kwargs): # passed on to `MixedPrecision`
+    "Train in bfloat16 mixed precision (no loss scaling needed): adds a `MixedPrecision` callback (fastai's `Learner` extension, patched in here)."
+    self.remove_cb(MixedPrecision)
+    return self.add_cb(MixedPrecision(dtype=torch.bfloat16, **kwargs))
+
+@patch
+def to_fp32(self:Learner):
+    "Train in full precision again: removes the `MixedPrecision` callback (fastai's `Learner` extension, patched in here)."
+    return self.remove_cb(MixedPrecision)
+
 
 # %% ../nbs/09_training_callbacks.ipynb #8470b5ac
 class GradientClip(Callback):

@@ -1,5 +1,6 @@
 """Shared paths and helpers for fastnote's cross-cutting tests."""
 import shutil, subprocess, sys
+from contextlib import contextmanager
 from pathlib import Path
 import pytest
 
@@ -30,6 +31,7 @@ MARKS = {
         'test_resume.py': {'test_killed_process_resumes_bit_identical'},
         'test_demo.py': {'test_trains_prints_the_table_and_writes_the_plots', 'test_compare_ranks_the_five_optimizers'},
         'test_lightning.py': '*', 'test_hf_trainer.py': '*',                 # a whole client library is imported and run
+        'test_export.py': {'test_a_fresh_process_without_the_training_code_predicts_the_same_classes'},   # trains, then 2 processes
     },
     'browser': {
         'test_docs_site.py': {'test_every_page_in_the_browser', 'test_every_chapter_shows_a_plot', 'test_plot_text_is_legible',
@@ -38,6 +40,7 @@ MARKS = {
     },
     'subprocess': {
         'test_demo.py': '*',
+        'test_export.py': {'test_a_fresh_process_without_the_training_code_predicts_the_same_classes'},
         'test_package.py': {'test_wheel_holds_only_the_package', 'test_wheel_installs_and_imports',
                             'test_lab_draws_from_the_installed_wheel', 'test_demo_extra_from_the_wheel',
                             'test_importing_a_module_changes_no_class_of_another_but_the_fastai_extensions'},
@@ -84,3 +87,19 @@ def project_copy(tmp_path):
 def run(cmd, cwd, **kw):
     "Run `cmd`, returning the completed process; output captured as text."
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, **kw)
+
+
+@contextmanager
+def package_classes_kept():
+    """Put back every fastnote class as it was: a notebook's `@patch` cells (`fit_one_cycle`, `to_fp16`) patch the package's
+    `Learner` with the notebook's own functions, which use the notebook's classes, not the package's."""
+    import inspect, fastnote
+    classes = {id(c): c for m in list(sys.modules.values()) if getattr(m, '__name__', '').startswith('fastnote.')
+               for c in vars(m).values() if inspect.isclass(c) and c.__module__.startswith('fastnote.')}
+    saved = {k: dict(vars(c)) for k, c in classes.items()}
+    try: yield
+    finally:
+        for k, c in classes.items():
+            for name in set(vars(c)) - set(saved[k]): delattr(c, name)
+            for name, v in saved[k].items():
+                if vars(c).get(name) is not v and name not in ('__dict__', '__weakref__'): setattr(c, name, v)

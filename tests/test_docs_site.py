@@ -13,7 +13,7 @@ import shutil, threading, time
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 import pytest
-from conftest import ROOT, SUMMARY, notebooks
+from conftest import ROOT, SUMMARY, notebooks, package_classes_kept
 
 from fastnote._modidx import d as modidx
 
@@ -29,7 +29,8 @@ SEARCHES = {'curvature': 'optimizer.html', 'canyon': 'momentum.html', 'lockstep'
 def site(tmp_path_factory):
     from docs import build_site
     tmp, start = tmp_path_factory.mktemp('site'), time.perf_counter()
-    out = build_site(out=tmp/'_docs', work=tmp/'_build')
+    with package_classes_kept():     # processing the pages runs their export cells, `@patch`es included
+        out = build_site(out=tmp/'_docs', work=tmp/'_build')
     SUMMARY.append(f"docs site: built offline in {time.perf_counter() - start:.1f} s, {len(pages(out))} pages")
     return out
 

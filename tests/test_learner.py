@@ -353,7 +353,8 @@ def test_metrics_equal_hand_computation_with_a_short_last_batch():
     assert learn.validate() == [valid_loss, got_acc, got_err]
     preds, targs = learn.get_preds()
     assert torch.equal(targs, y[100:]) and torch.allclose(preds, logits)
-    assert torch.allclose(learn.predict(x[150]), logits[50])
+    assert torch.allclose(learn.model_output(x[150]), logits[50])
+    assert torch.allclose(learn.predict(x[150])[2], torch.softmax(logits[50], -1))
 
 
 # ---------------------------------------------------------------- save and load

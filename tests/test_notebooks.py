@@ -19,7 +19,7 @@ import difflib, json, math, os, re, sys, tempfile, warnings
 from contextlib import contextmanager
 from pathlib import Path
 import pytest
-from conftest import ROOT, notebooks
+from conftest import package_classes_kept, ROOT, notebooks
 
 
 # Python's default warning filters (docs.python.org/3/library/warnings.html#default-warning-filter), as a plain
@@ -56,7 +56,7 @@ def run_notebook(path:Path):
     skip_flags = cfg.tst_flags.split() if isinstance(cfg.tst_flags, str) else list(cfg.tst_flags or [])
     nb = NBProcessor(path, rm_directives=False, process=True).nb
     to_run = {c.idx_ for c in nb_test_cells(path, skip_flags)}
-    with warnings_as_nbdev_test():   # the shell adds its own filter for `__main__` as it starts, as under nbdev-test
+    with warnings_as_nbdev_test(), package_classes_kept():   # the shell adds its own filter for `__main__` as it starts
         shell = CaptureShell(path, profile=bool(cfg.exec_profile))
         try:
             with working_directory(path.parent):
