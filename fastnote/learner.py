@@ -931,7 +931,7 @@ class Learner:
                      n:int=9, # how many validation items to show
                      ncols:int=3, # pictures per row
                      shape=None, # the (height, width) to draw a flat input as; default: a square, when the length is one
-                     figsize=None): # the figure's size; default 2 inches per picture
+                     figsize=None): # the figure's size; default 2 inches per picture, at most 10 inches wide
         "Draw the first `n` validation inputs as pictures, each titled with its target and the prediction (green when right, red when wrong)."
         import matplotlib.pyplot as plt
         check_number('n', n, 1, integer=True); check_number('ncols', ncols, 1, integer=True)
@@ -946,8 +946,9 @@ class Learner:
         vocab = getattr(self.dls, 'vocab', None)
         label = lambda t: vocab[int(t)] if vocab is not None and torch.as_tensor(t).ndim == 0 else _label(t)
         preds = [self.predict(x)[0] for x in xs[:n]]
-        rows = -(-len(pictures) // ncols)
-        fig, axs = plt.subplots(rows, min(ncols, len(pictures)), figsize=figsize or (2 * min(ncols, len(pictures)), 2.2 * rows), squeeze=False)
+        cols = min(ncols, len(pictures))
+        rows, inches = -(-len(pictures) // cols), min(2., 10 / cols)      # a page's column is about 10 inches wide
+        fig, axs = plt.subplots(rows, cols, figsize=figsize or (inches * cols, (inches + 0.2) * rows), squeeze=False)
         for ax in axs.flat: ax.axis('off')
         for ax, pic, t, p in zip(axs.flat, pictures, targs, preds):
             ax.imshow(pic, cmap='gray_r' if pic.ndim == 2 else None)

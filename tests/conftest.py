@@ -103,3 +103,13 @@ def package_classes_kept():
             for name in set(vars(c)) - set(saved[k]): delattr(c, name)
             for name, v in saved[k].items():
                 if vars(c).get(name) is not v and name not in ('__dict__', '__weakref__'): setattr(c, name, v)
+
+
+@pytest.fixture(scope='module')
+def one_thread():
+    "torch on one thread for a test module: tiny models run much faster than on two threads competing for shared cores."
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

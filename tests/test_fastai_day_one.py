@@ -26,13 +26,7 @@ NO_WD = [n for n, keys in META['opt_state_after_create_opt']['keys'].items() if 
 ADAM_STATE = {'grad_avg', 'sqr_avg', 'step'}
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    "Tiny models: one thread is much faster than two competing for shared cores (and it is how the fixture was recorded)."
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')   # conftest's: tiny models run fastest on one thread
 
 
 def close(a, b, tol=1e-7) -> bool: return abs(a - b) <= tol * max(1e-12, abs(b))

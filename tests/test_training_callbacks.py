@@ -16,13 +16,7 @@ from fastnote import (Learner, DataLoaders, Callback, Metric, SGD, accuracy, Can
 from fastnote.training_callbacks import _default_amp_dtype, _make_scaler
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    "These models are tiny: one thread is much faster than two competing for shared cores."
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')   # conftest's: tiny models run fastest on one thread
 
 
 @pytest.fixture(scope='module')
