@@ -920,8 +920,7 @@ class Learner:
         out += [f"{n:<{width}}{s:<22}{p:<12,}{t}" for n, s, p, t in rows]
         out += [line, f"Total params: {sum(p.numel() for p in params):,}", f"Total trainable params: {n_train:,}",
                 f"Total non-trainable params: {sum(p.numel() for p in params) - n_train:,}", '',
-                f"Optimizer used: {getattr(self.opt_func, '__name__', self.opt_func)!r}" if not hasattr(self.opt_func, 'func')
-                else f"Optimizer used: {self.opt_func!r}",
+                f"Optimizer used: {getattr(self.opt_func, '__qualname__', None) or repr(self.opt_func)}",
                 f"Loss function: {self.loss_func!r}", '']
         if self.frozen_idx: out += [f"Model frozen up to parameter group #{self.frozen_idx}", '']
         out += ["Callbacks:"] + [f"  - {type(cb).__name__}" for cb in sort_callbacks(self.cbs)]
