@@ -7,6 +7,7 @@ from .decay import *
 from .momentum import *
 from .rmsprop import *
 from .adam import *
+from .trust import *
 from .callback import *
 from .checkpoint import *
 from .learner import *

@@ -51,6 +51,7 @@ def snake_case(name:str)->str:
 class Callback:
     "Base class of callbacks: a method named after an event runs at that point of the loop; `order` sorts callbacks."
     order, run_train, run_valid, learn, _run = 0, True, True, None, True
+    writes_run_files = False     # True for a callback that writes the run's files: trial runs (`lr_find`) leave it out
 
     @property
     def run(self)->bool:

@@ -21,7 +21,7 @@ from .optimizer import check_number, check_hyper, per_group, opt_hypers, set_opt
 from .adam import Adam
 from .callback import *
 from .checkpoint import (CheckpointError, safe_load, check_model_state, atomic_save, plain_model, is_main_process,
-                         ResumeCallback)
+                         ResumeCallback, file_in)
 
 # %% ../nbs/07_learner.ipynb #e3e3ffde
 class DataLoaders:
@@ -971,7 +971,7 @@ class Learner:
 
     # ---- saving and loading ----
     def save(self,
-             file:str, # name of the file, without folder or extension: it goes to `path/model_dir/file.pth`
+             file:str, # name of the file, without folder or extension: it goes to `path/model_dir/file.pth` (a `pathlib.Path`: that file)
              with_opt:bool=True): # save the optimizer's state too
         "Save the model's weights (and the optimizer's state) to `path/model_dir/file.pth` atomically (rank 0 only); returns the path."
         state = {'model': plain_model(self.model).state_dict()}
@@ -1003,7 +1003,7 @@ class Learner:
                 self.opt.load_state_dict(state['opt'])
         return self
 
-    def _model_file(self, file)->Path: return self.path/self.model_dir/f'{file}.pth'
+    def _model_file(self, file)->Path: return file_in(self.path/self.model_dir, file)   # a name, or a pathlib.Path on purpose
 
     # ---- quieter output ----
     def no_bar(self):

@@ -286,11 +286,12 @@ def lr_find(self:Learner,
             stop_div:bool=True, # stop when the smoothed loss exceeds 4 times its best
             show_plot:bool=True, # plot loss against learning rate, with the suggestions
             suggest_funcs=(valley,)): # functions `f(lrs, losses, num_it) -> (lr, (lr, loss))`; None for no suggestion
-    "Train briefly with an exponentially rising learning rate, then put the model and optimizer back as they were (fastai's `Learner` extension, patched in here)."
+    "Train briefly with an exponentially rising learning rate, then put the model and optimizer back as they were, writing none of the run's files (fastai's `Learner` extension, patched in here)."
     saved = _snapshot(self)
     finder = LRFinder(start_lr, end_lr, num_it, stop_div)
     try:
-        with self.no_logging(): self.fit(num_it // len(self.dls.train) + 1, cbs=finder)
+        run_writers = [cb for cb in self.cbs if cb.writes_run_files]    # no checkpoint, best model or log of the run is touched
+        with self.removed_cbs(run_writers), self.no_logging(): self.fit(num_it // len(self.dls.train) + 1, cbs=finder)
     finally: _restore(self, saved)
     rec = self.recorder
     lrs = torch.tensor(rec.hps['lr'][num_it // 10:-5])

@@ -9,13 +9,13 @@ __all__ = ['MixedPrecision', 'GradientClip', 'GradientAccumulation', 'TrackerCal
            'SaveModelCallback', 'CSVLogger', 'TerminateOnNaNCallback']
 
 # %% ../nbs/09_training_callbacks.ipynb #970421cf
-import csv, math, operator, warnings
+import csv, math, operator, os, warnings
 from pathlib import Path
 import torch
 from fastcore.basics import patch
 from .optimizer import check_number
 from .callback import *
-from .checkpoint import is_main_process
+from .checkpoint import is_main_process, check_file_name, file_in
 from .learner import *
 
 # %% ../nbs/09_training_callbacks.ipynb #9406a9df
@@ -240,6 +240,7 @@ class EarlyStoppingCallback(TrackerCallback):
 # %% ../nbs/09_training_callbacks.ipynb #0c4a4988
 class SaveModelCallback(TrackerCallback):
     "Saves the model at each new best of the monitored value and loads that best model back when training ends."
+    writes_run_files = True
     def __init__(self,
                  monitor:str='valid_loss', # a name of `recorder.metric_names`: 'train_loss', 'valid_loss' or a metric's
                  comp=None, # `comp(a, b)` is true when `a` is better than `b`; None: `<` for losses and errors, else `>`
@@ -249,6 +250,9 @@ class SaveModelCallback(TrackerCallback):
                  with_opt:bool=True): # save (and load) the optimizer's state too
         super().__init__(monitor, comp, min_delta)
         if not isinstance(every_epoch, bool): raise TypeError(f"every_epoch must be True or False, got {every_epoch!r}")
+        if isinstance(fname, os.PathLike):       # `every_epoch` makes names from it: `model_3`
+            raise TypeError(f"SaveModelCallback: fname must be a name (a str), kept in learn.path/learn.model_dir; got the path {fname!r}")
+        check_file_name(fname, 'SaveModelCallback: fname')
         self.fname, self.every_epoch, self.with_opt, self._saved = fname, every_epoch, with_opt, False
 
     def before_fit(self):
@@ -272,9 +276,11 @@ class SaveModelCallback(TrackerCallback):
 class CSVLogger(Callback):
     "Writes the Recorder's results to a CSV file as training goes: a header, then one row per epoch."
     order = 55      # after the Recorder has the epoch's values, before EarlyStoppingCallback may end the fit
+    writes_run_files = True
     def __init__(self,
-                 fname:str='history.csv', # the file, relative to `learn.path`
+                 fname:str='history.csv', # the file's name in `learn.path` (a `pathlib.Path`: that file)
                  append:bool=False): # add the rows to an existing file (with the same columns) instead of replacing it
+        if not isinstance(fname, os.PathLike): check_file_name(fname, 'CSVLogger: fname')
         self.fname, self.append = fname, append
         self._file = self._writer = self._written = None
 
@@ -282,11 +288,11 @@ class CSVLogger(Callback):
     def file_path(self)->Path:
         "The file this logger writes: the one its last fit wrote, else `learn.path/fname`."
         if self._written is not None: return self._written
-        return (Path('.') if self.learn is None else self.learn.path)/self.fname
+        return file_in(Path('.') if self.learn is None else self.learn.path, self.fname, suffix='')
 
     def before_fit(self):
         if not is_main_process(): self.run = False; return     # in a distributed run, rank 0 writes the log
-        names, path = self.learn.recorder.metric_names, self.learn.path/self.fname
+        names, path = self.learn.recorder.metric_names, file_in(self.learn.path, self.fname, suffix='')
         path.parent.mkdir(parents=True, exist_ok=True)
         header = _csv_header(path) if self.append else None
         if header is not None and header != names:

@@ -2,6 +2,7 @@
 expected, raised before anything deep inside torch fails. Plus property tests over hyper-parameters and shapes."""
 import math, re, warnings
 from functools import partial
+from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,7 +10,7 @@ from torch import nn
 from hypothesis import given, settings, strategies as st, HealthCheck
 
 from fastnote import (Learner, DataLoaders, Callback, Adam, SGD, ParamScheduler, SchedNo, CheckpointCallback,
-                      combine_scheds, set_opt_hypers, accuracy)
+                      SaveModelCallback, CSVLogger, combine_scheds, set_opt_hypers, accuracy)
 
 
 def batches(n=3, bs=8, seed=0):
@@ -69,6 +70,16 @@ CASES = {
     'training data that is not iterable': (lambda: DataLoaders(42), TypeError, r'DataLoaders: train must be an iterable of batches, got int: 42'),
     'every_n_batches of 0': (lambda: CheckpointCallback(every_n_batches=0), ValueError, r'every_n_batches must be >= 1, got 0'),
     'a checkpoint that does not exist': (lambda: learner().fit(1, resume_from='nowhere'), FileNotFoundError, r'no saved file at .*nowhere.pth'),
+    # a name is a name: none of these may write outside learn.path/model_dir, or as '.pth' / 'None.pth'
+    'save to a parent folder': (lambda: learner().save('../x'), ValueError, r"a file name '\.\./x' is not a plain name"),
+    'save to an absolute path as a str': (lambda: learner().save('/abs/x'), ValueError, r"'/abs/x' is not a plain name"),
+    'save with an empty name': (lambda: learner().save(''), ValueError, r"a file name '' is not a plain name"),
+    'save with no name': (lambda: learner().save(None), TypeError, r'a file name must be a str \(or a pathlib.Path'),
+    'load from a parent folder': (lambda: learner().load('../x'), ValueError, r"'\.\./x' is not a plain name"),
+    'SaveModelCallback escaping': (lambda: SaveModelCallback(fname='../escape'), ValueError, r"SaveModelCallback: fname '\.\./escape' is not a plain name"),
+    'SaveModelCallback given a path': (lambda: SaveModelCallback(fname=Path('m')), TypeError, r'SaveModelCallback: fname must be a name'),
+    'CheckpointCallback escaping': (lambda: CheckpointCallback(fname='../../escape'), ValueError, r"CheckpointCallback: fname '\.\./\.\./escape' is not a plain name"),
+    'CSVLogger escaping': (lambda: CSVLogger('sub/../../h.csv'), ValueError, r"CSVLogger: fname 'sub/\.\./\.\./h.csv' is not a plain name"),
 }
 
 @pytest.mark.parametrize('case', CASES)

@@ -230,3 +230,22 @@ def test_lr_find_that_stops_at_once_warns_instead_of_crashing():
     with pytest.warns(UserWarning, match=r'lr_find stopped after 2 batches, when the loss diverged'):
         got = learn.lr_find(show_plot=False)
     assert got.valley is None
+
+
+def test_lr_find_writes_none_of_the_runs_files(tmp_path):
+    "A Learner with a permanent checkpoint, best-model and CSV callback: lr_find leaves their files as they were, and the run resumes."
+    from fastnote import CheckpointCallback, SaveModelCallback, CSVLogger
+    def run_learner():
+        learn = fixture_learner()
+        learn.path = tmp_path
+        learn.add_cbs([CheckpointCallback(), SaveModelCallback(monitor='valid_loss'), CSVLogger()])
+        return learn
+    learn = run_learner()
+    learn.fit_one_cycle(2, lr_max=1e-2)
+    files = {p: p.read_bytes() for p in tmp_path.rglob('*') if p.is_file()}
+    assert {p.name for p in files} == {'checkpoint.pth', 'model.pth', 'history.csv'}
+    learn.lr_find(show_plot=False, num_it=20, stop_div=False)
+    assert {p: p.read_bytes() for p in tmp_path.rglob('*') if p.is_file()} == files
+    assert all(cb in learn.cbs for cb in (learn.checkpoint, learn.save_model, learn.csv_logger))   # back for the run
+    resumed = run_learner()
+    resumed.fit_one_cycle(2, lr_max=1e-2, resume_from='checkpoint')     # the checkpoint is still the run's: accepted
