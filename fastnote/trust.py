@@ -21,7 +21,7 @@ from .adam import step_stat, debias
 
 # %% ../nbs/15_trust.ipynb #86036828
 class RangedOptimizer(Optimizer):
-    "An `Optimizer` that also checks the hyper-parameters it adds to fastnote's (`HYPER_RANGES`), in every group and in `set_hyper`."
+    "An optimizer (`Optimizer`) that also checks the hyper-parameters it adds to fastnote's (`HYPER_RANGES`), in every group and in `set_hyper`."
     hyper_ranges = {}   # name -> keyword arguments of `check_number`, e.g. {'beta': dict(low=0)}
 
     def add_param_group(self, param_group:dict):
@@ -147,7 +147,7 @@ def larc_step(
     grad_avg:list=None, # the moving average of gradients, when there is momentum
     clip:bool=True, # LARC: the layer learning rate at most `lr`; LARS without
     **_):
-    "LARC/LARS's update: each parameter moves along `grad_avg` (or `g`) at its own rate `lr*trust_coeff*‖p‖/(‖g‖ + wd‖p‖ + eps)`."
+    "The update of LARC and LARS: each parameter moves along `grad_avg` (or `g`) at its own rate `lr*trust_coeff*‖p‖/(‖g‖ + wd‖p‖ + eps)`."
     p_norm, g_norm = norms(p), norms(g)
     local_lr = lr * trust_coeff * p_norm / (g_norm + p_norm * wd + eps)
     if clip: local_lr = local_lr.clamp(max=lr)
@@ -222,7 +222,7 @@ def lamb_step(
 
 # %% ../nbs/15_trust.ipynb #847158f2
 class Lamb(Optimizer):
-    r"""LAMB: Adam whose step for each parameter tensor (layer) is rescaled to the tensor's own norm, so that
+    r"""Adam with a trust ratio (LAMB): its step for each parameter tensor (layer) is rescaled to the tensor's own norm, so that
     every layer moves by about the learning rate times its size; as in fastai.
 
     With learning rate $\eta$, $\beta_1$ (`mom`), $\beta_2$ (`sqr_mom`), $\epsilon$ (`eps`) and weight decay
