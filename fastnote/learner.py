@@ -881,13 +881,17 @@ class Learner:
                      item): # one input without its batch dimension (a tuple of them for a model with several inputs)
         "The model's raw output for one input `item`: computed in eval mode without gradients, returned on the CPU."
         xs = item if isinstance(item, tuple) else (item,)
-        dev = model_device(self.model) or torch.device('cpu')
+        with self._inference() as dev: out = self.model(*(to_device(torch.as_tensor(x), dev)[None] for x in xs))
+        return to_device(out[0], torch.device('cpu'))
+
+    @contextmanager
+    def _inference(self):
+        "The model in eval mode without gradients inside the `with` block (its mode put back after); yields its device."
         was_training = self.model.training
         self.model.eval()
         try:
-            with torch.no_grad(): out = self.model(*(to_device(torch.as_tensor(x), dev)[None] for x in xs))
+            with torch.no_grad(): yield model_device(self.model) or torch.device('cpu')
         finally: self.model.train(was_training)
-        return to_device(out[0], torch.device('cpu'))
 
     def summary(self)->str:
         "A table of the model's layers, as fastai prints it: output shape, parameters and whether they train, then totals, the optimizer, the loss and the callbacks."
@@ -903,13 +907,10 @@ class Learner:
                              '' if not ps else 'True' if trains == {True} else 'False' if trains == {False} else 'partly'))
             return hook
         for name, m in leaves: hooks.append(m.register_forward_hook(record(name, m)))
-        was_training, dev = self.model.training, model_device(self.model) or torch.device('cpu')
-        self.model.eval()
         try:
-            with torch.no_grad(): self.model(*to_device(tuple(xb), dev))
+            with self._inference() as dev: self.model(*to_device(tuple(xb), dev))
         finally:
             for h in hooks: h.remove()
-            self.model.train(was_training)
         params = list(self.model.parameters())
         n_train = sum(p.numel() for p in params if p.requires_grad)
         shape0 = ' x '.join(map(str, xb[0].shape)) if isinstance(xb[0], torch.Tensor) else type(xb[0]).__name__
