@@ -27,15 +27,15 @@ def sgd_step(
 # %% ../nbs/01_optimizer.ipynb #dc411109
 def stepper_attr(
     stepper, # a stepper, or a `functools.partial` of one
-    name:str, # 'defaults' or 'init_state'
-)->dict:
-    "What a stepper declares: the dict `name`, looking through `functools.partial`; empty if none."
+    name:str, # what it declares: 'defaults', 'init_state', 'ranges' or 'whole_tensors'
+):
+    "What a stepper declares: the attribute `name`, looking through `functools.partial`; an empty dict if it declares none."
     while not hasattr(stepper, name) and isinstance(stepper, functools.partial): stepper = stepper.func
     return getattr(stepper, name, {})
 
 def steppers_attr(
     steppers:list, # steppers
-    name:str, # 'defaults' or 'init_state'
+    name:str, # 'defaults', 'init_state' or 'ranges'
 )->dict:
     "What a list of steppers declares: their dicts `name` merged, later steppers winning."
     return {k: v for s in steppers for k, v in stepper_attr(s, name).items()}
@@ -88,16 +88,21 @@ HYPER_RANGES = {'lr': (0, None), 'eps': (0, None), 'wd': (0, None), 'mom': (0, 1
 def check_hyper(
     name:str, # hyper-parameter name, e.g. 'lr'
     value, # the value to check
+    ranges:dict=None, # the ranges the steppers declare for their own hyper-parameters: name -> `check_number` arguments
 ):
-    "Check a hyper-parameter: `value` as a float if it is valid for `name` (see `HYPER_RANGES`: `[low, high)`); raises naming both if not."
-    if name not in HYPER_RANGES: return value
-    low, high = HYPER_RANGES[name]
+    "Check a hyper-parameter against `HYPER_RANGES` (`[low, high)`; then a float) and the range its stepper declares in `ranges`; raises naming both if not valid."
+    own = (ranges or {}).get(name)
+    if name not in HYPER_RANGES and own is None: return value
+    x = value
     if isinstance(value, Tensor):          # a one-value tensor, as torch allows for `lr`: kept, so that it can change in place
         if value.numel() != 1 or value.is_complex() or value.dtype == torch.bool:
             raise TypeError(f"{name} must be a real number or a one-value real tensor, got a tensor of shape {tuple(value.shape)} and dtype {value.dtype}")
-        check_number(name, value.item(), low, high, high_open=True)
-        return value
-    return float(check_number(name, value, low, high, high_open=True))
+        x = value.item()
+    if name in HYPER_RANGES:
+        low, high = HYPER_RANGES[name]
+        check_number(name, x, low, high, high_open=True)
+    if own is not None: check_number(name, x, **own)
+    return value if isinstance(value, Tensor) or name not in HYPER_RANGES else float(value)
 
 # %% ../nbs/01_optimizer.ipynb #e387122d
 def stepper_name(stepper)->str:
@@ -206,9 +211,10 @@ class HyperGroup(dict):
     def __init__(self,
                  group:dict, # the group's entries, by fastnote's names
                  hyper_names, # the hyper-parameters the optimizer's steppers use
-                 owner:str='Optimizer'): # the optimizer's class name, for messages
+                 owner:str='Optimizer', # the optimizer's class name, for messages
+                 ranges:dict=None): # the ranges the steppers declare for their own hyper-parameters
         super().__init__(group)
-        self.hyper_names, self.owner = frozenset(hyper_names), owner
+        self.hyper_names, self.owner, self.ranges = frozenset(hyper_names), owner, dict(ranges or {})
 
     def __getitem__(self, k):
         name = TORCH_NAMES.get(k) if not dict.__contains__(self, k) else None
@@ -225,22 +231,23 @@ class HyperGroup(dict):
         return self[k] if k in self else default
 
     def __setitem__(self, k, v):
-        for name, value in fastnote_entries({k: v}, self.hyper_names, self.owner).items(): dict.__setitem__(self, name, value)
+        for name, value in fastnote_entries({k: v}, self.hyper_names, self.owner, self.ranges).items(): dict.__setitem__(self, name, value)
 
     def update(self, *args, **kwargs):
         "Set each entry given, as `group[k] = v` does: checked, torch's names translated."
         for k, v in dict(*args, **kwargs).items(): self[k] = v
 
-    def __reduce__(self): return (HyperGroup, (dict(self), self.hyper_names, self.owner))   # for pickle and deepcopy
+    def __reduce__(self): return (HyperGroup, (dict(self), self.hyper_names, self.owner, self.ranges))   # for pickle and deepcopy
 
 def fastnote_entries(group:dict, # param-group entries, by fastnote's names or torch's
                      hyper_names, # the hyper-parameters the optimizer's steppers use
-                     owner:str='Optimizer')->dict: # the optimizer's class name, for messages
+                     owner:str='Optimizer', # the optimizer's class name, for messages
+                     ranges:dict=None)->dict: # the ranges the steppers declare for their own hyper-parameters
     "The entries of `group` by fastnote's names, checked; torch's names translated; anything no stepper uses refused, naming what they do use."
     res = {}
     for k, v in group.items():
         if k == 'params' or k in SCHEDULER_KEYS: res[k] = v
-        elif k in TORCH_SWITCHES:
+        elif k in TORCH_SWITCHES and k not in hyper_names:    # a stepper's own hyper-parameter of that name wins
             if not any(v is ok or (type(v) is type(ok) and v == ok) for ok in TORCH_SWITCHES[k]):
                 raise ValueError(f"{owner} does not do torch's {k}={v!r}: its steppers are {owner}'s, with no such option")
         elif k in TORCH_NAMES and k not in hyper_names:
@@ -252,11 +259,11 @@ def fastnote_entries(group:dict, # param-group entries, by fastnote's names or t
             for name, x in pairs:
                 if name not in hyper_names:
                     raise ValueError(f"{owner} has no hyper-parameter {name!r} (torch's {k!r}): its steppers use {sorted(hyper_names)}")
-                res[name] = check_hyper(name, x)
+                res[name] = check_hyper(name, x, ranges)
         elif k == 'dampening' and not isinstance(v, bool) and v != 0:
             raise ValueError(f"dampening={v!r} is torch's (a weight 1-dampening on the new gradient); fastnote's is a switch: "
                              f"dampening=True weighs the new gradient by 1-mom")
-        elif k in hyper_names or isinstance(v, str): res[k] = check_hyper(k, v)    # a string is a label, like torch's 'name'
+        elif k in hyper_names or isinstance(v, str): res[k] = check_hyper(k, v, ranges)    # a string is a label, like torch's 'name'
         else:
             torch_name = next((t for t, n in TORCH_NAMES.items() if n == k), None)
             hint = f" (torch calls {k!r} {torch_name!r})" if torch_name else ''
@@ -300,12 +307,13 @@ class Optimizer(torch.optim.Optimizer):
         self.per_param = _convention(self.steppers)
         self.init_state = steppers_attr(self.steppers, 'init_state')
         self.hyper_names = stepper_hypers(self.steppers, self.init_state)
+        self.hyper_ranges = steppers_attr(self.steppers, 'ranges')
         if self.per_param: self.hyper_names |= set(defaults)    # they take any name through **kwargs, and read what they need
-        hypers = steppers_attr(self.steppers, 'defaults') | fastnote_entries(defaults, self.hyper_names, type(self).__name__)
-        hypers = {k: check_hyper(k, v) for k, v in hypers.items()}
+        hypers = steppers_attr(self.steppers, 'defaults') | fastnote_entries(defaults, self.hyper_names, type(self).__name__, self.hyper_ranges)
+        hypers = {k: check_hyper(k, v, self.hyper_ranges) for k, v in hypers.items()}
         if not self.per_param: check_arguments(self.steppers, set(hypers) | set(self.init_state) | {'p', 'g'})
         super().__init__(params, hypers)
-        self.defaults = HyperGroup(self.defaults, self.hyper_names, type(self).__name__)   # torch's schedulers look for `betas` here
+        self.defaults = HyperGroup(self.defaults, self.hyper_names, type(self).__name__, self.hyper_ranges)   # torch's schedulers look for `betas` here
 
     @property
     def cbs(self)->list:
@@ -322,9 +330,10 @@ class Optimizer(torch.optim.Optimizer):
         params = [params] if isinstance(params, Tensor) else list(params) if params is not None else []
         for p in params:
             if isinstance(p, Tensor) and p.is_complex(): raise TypeError(f"fastnote's optimizers take real parameters, got one of dtype {p.dtype}")
-        group = fastnote_entries({**param_group, 'params': params}, getattr(self, 'hyper_names', ()), type(self).__name__)
+        ranges = getattr(self, 'hyper_ranges', None)
+        group = fastnote_entries({**param_group, 'params': params}, getattr(self, 'hyper_names', ()), type(self).__name__, ranges)
         super().add_param_group(group)
-        self.param_groups[-1] = HyperGroup(self.param_groups[-1], self.hyper_names, type(self).__name__)
+        self.param_groups[-1] = HyperGroup(self.param_groups[-1], self.hyper_names, type(self).__name__, ranges)
 
     @property
     def hypers(self)->list:
@@ -350,7 +359,8 @@ class Optimizer(torch.optim.Optimizer):
         if self.per_param: return self._step_per_param(steppers, hypers, ps)
         init = self.init_state if steppers is self.steppers else steppers_attr(steppers, 'init_state')
         states = [self._state_of(p, init) for p in ps] if init else [{} for _ in ps]
-        size = self.block_size if ps[0].device.type == 'cpu' else None   # GPU foreach kernels chunk lists themselves
+        whole = any(stepper_attr(s, 'whole_tensors') for s in steppers)     # a norm or a matrix product needs the whole tensor
+        size = self.block_size if ps[0].device.type == 'cpu' and not whole else None   # GPU foreach kernels chunk lists themselves
         blocks = Blocks(ps, states, list(init), size)
         for sl in blocks.slices():
             p, g, state = blocks.p[sl], blocks.g[sl], {k: v[sl] for k, v in blocks.state.items()}
@@ -386,7 +396,7 @@ class Optimizer(torch.optim.Optimizer):
         "Set hyper-parameter `k` to `v` in every param group, after checking it."
         if k not in self.hyper_names and k not in TORCH_NAMES:
             raise ValueError(f"unknown hyper-parameter {k!r}: this optimizer has {sorted(self.hyper_names)}")
-        values = [x if k in TORCH_NAMES else check_hyper(k, x) for x in per_group(k, v, len(self.param_groups))]
+        values = [x if k in TORCH_NAMES else check_hyper(k, x, self.hyper_ranges) for x in per_group(k, v, len(self.param_groups))]
         for pg, x in zip(self.param_groups, values): pg[k] = x
 
     def set_hypers(self, **kwargs):
@@ -417,10 +427,12 @@ class Optimizer(torch.optim.Optimizer):
         self.per_param = _convention(self.steppers)
         self.init_state = steppers_attr(self.steppers, 'init_state')
         self.hyper_names = stepper_hypers(self.steppers, self.init_state)
+        self.hyper_ranges = steppers_attr(self.steppers, 'ranges')
         if self.per_param: self.hyper_names |= {k for k in self.defaults if k != 'params'}
-        owner = type(self).__name__
-        self.defaults = HyperGroup(self.defaults, self.hyper_names, owner)
-        self.param_groups = [HyperGroup(fastnote_entries(g, self.hyper_names, owner), self.hyper_names, owner) for g in self.param_groups]
+        owner, ranges = type(self).__name__, self.hyper_ranges
+        self.defaults = HyperGroup(self.defaults, self.hyper_names, owner, ranges)
+        self.param_groups = [HyperGroup(fastnote_entries(g, self.hyper_names, owner, ranges), self.hyper_names, owner, ranges)
+                             for g in self.param_groups]
 
     def __repr__(self):
         names = ', '.join(stepper_name(s) for s in self.steppers)
@@ -485,9 +497,10 @@ def hyper_setter(opt:torch.optim.Optimizer, # a fastnote `Optimizer` or any torc
     place = hyper_place(opt, name)
     if place is None: raise ValueError(f"{type(opt).__name__} has no hyper-parameter {name!r}; it has {sorted(opt_hypers(opt))}")
     low, high = HYPER_RANGES.get(name, (None, None))
-    def checked(x):                     # a float in range passes at once; anything else goes through `check_hyper`
-        if type(x) is float and (low is None or (math.isfinite(x) and low <= x and (high is None or x < high))): return x
-        return check_hyper(name, x)
+    own = getattr(opt, 'hyper_ranges', {})   # the ranges a fastnote optimizer's steppers declare
+    def checked(x):                     # a float in fastnote's range passes at once; anything else goes through `check_hyper`
+        if type(x) is float and name not in own and (low is None or (math.isfinite(x) and low <= x and (high is None or x < high))): return x
+        return check_hyper(name, x, own)
     # the values are checked here, so they go straight into each group's dict (a fastnote group would check them again)
     if isinstance(place, str):          # `opt.param_groups` is read at each call: `load_state_dict` replaces it
         def set_values(values:list):

@@ -5,7 +5,7 @@ import functools, io, json
 from pathlib import Path
 import pytest, torch
 from fastnote.optimizer import Optimizer
-from fastnote.trust import RAdam, Lamb, Larc, rectification
+from fastnote.trust import RAdam, Lamb, Larc, rectification, lamb_step, larc_step
 
 FIXTURE = json.loads((Path(__file__).parent / 'data' / 'fastai_trust.json').read_text())
 SHAPES = [tuple(s) for s in FIXTURE['meta']['shapes']]      # (20, 30) is cut into blocks of 256 below
@@ -15,7 +15,7 @@ CLASSES = {'RAdam': RAdam, 'Lamb': Lamb, 'Larc': Larc}
 
 @pytest.fixture(autouse=True)
 def small_blocks(monkeypatch):
-    "Blocks of 256 values, so that RAdam's steppers see cut tensors (Lamb and Larc must not: they set block_size=None)."
+    "Blocks of 256 values, so that RAdam's steppers see cut tensors (Lamb and Larc must not: their steppers declare whole_tensors)."
     monkeypatch.setattr(Optimizer, 'block_size', 256)
 
 
@@ -120,11 +120,16 @@ def test_a_state_dict_of_another_optimizer_is_refused():
 
 
 @pytest.mark.parametrize('cls', [Lamb, Larc])
-def test_trust_ratios_see_whole_tensors(cls):
-    "Lamb and Larc take the norm of whole tensors: any block size gives the same bits."
-    a, _ = train(lambda g: cls(g, 1e-2), 1e-2, n=5)
-    b, _ = train(lambda g: type('Cut', (cls,), {'block_size': 256})(g, 1e-2), 1e-2, n=5)
-    assert cls.block_size is None and not all(torch.equal(x, y) for x, y in zip(a, b))    # cut, the norms would be the pieces'
+def test_trust_ratios_see_whole_tensors(cls, monkeypatch):
+    "Lamb and Larc take the norm of whole tensors: blocks of 256 give the same bits as none; the same steppers without their flag would not."
+    cut, _ = train(lambda g: cls(g, 1e-2), 1e-2, n=5)
+    monkeypatch.setattr(Optimizer, 'block_size', None)
+    whole, _ = train(lambda g: cls(g, 1e-2), 1e-2, n=5)
+    assert all(torch.equal(x, y) for x, y in zip(cut, whole))
+    monkeypatch.setattr(Optimizer, 'block_size', 256)
+    monkeypatch.setattr(lamb_step if cls is Lamb else larc_step, 'whole_tensors', False)
+    pieces, _ = train(lambda g: cls(g, 1e-2), 1e-2, n=5)
+    assert not all(torch.equal(x, y) for x, y in zip(pieces, whole))    # cut, the norms would be the pieces'
 
 
 @pytest.mark.parametrize('name', ['RAdam', 'Lamb', 'Larc'])
@@ -193,3 +198,12 @@ def test_bad_values_in_groups_and_set_hyper_are_refused():
     opt = Larc(make_params(), 0.1)
     opt.set_hyper('trust_coeff', 0.05)
     assert opt.param_groups[0]['trust_coeff'] == 0.05
+
+
+def test_a_schedule_of_a_stepper_hyper_parameter_is_checked():
+    "A schedule sets `beta` and `trust_coeff` through `hyper_setter`, which checks the ranges their steppers declare."
+    from fastnote.optimizer import hyper_setter
+    radam, larc = RAdam(groups(make_params(), 1e-3), 1e-3), Larc(groups(make_params(), 1e-3), 1e-3)
+    hyper_setter(radam, 'beta')([0.5, 1., 2.]); assert [g['beta'] for g in radam.param_groups] == [0.5, 1., 2.]
+    with pytest.raises(ValueError, match='beta must be >= 0, got -1.0'): hyper_setter(radam, 'beta')([-1.] * 3)
+    with pytest.raises(ValueError, match=r'trust_coeff must be > 0, got 0.0'): hyper_setter(larc, 'trust_coeff')([0.] * 3)
