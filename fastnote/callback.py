@@ -8,7 +8,7 @@ Docs: https://fastnote.github.io/fastnote/callbacks.html.md"""
 __all__ = ['EVENTS', 'INNER_EVENTS', 'BEGIN_EVENTS', 'FASTAI1_EVENTS', 'CancelException', 'CancelBatchException',
            'CancelTrainException', 'CancelValidException', 'CancelEpochException', 'CancelFitException',
            'CancelBackwardException', 'CancelStepException', 'snake_case', 'Callback', 'event_methods',
-           'check_event_names', 'sort_callbacks', 'add_note', 'TrainEvalCallback']
+           'check_event_names', 'sort_callbacks', 'add_note', 'optimizer_mode', 'TrainEvalCallback']
 
 # %% ../nbs/06_callbacks.ipynb #003f0884
 import difflib, os, re, sys, warnings
@@ -169,8 +169,14 @@ def add_note(e:BaseException, # the exception
 
 
 # %% ../nbs/06_callbacks.ipynb #da40049d
+def optimizer_mode(opt, # an optimizer, or None before the first fit
+                   training:bool): # True: the mode for taking steps; False: the mode for evaluating the model
+    "Put an optimizer that has modes (methods `train()` and `eval()`, as schedule-free optimizers have) in training or evaluation mode; any other is left alone."
+    if callable(getattr(opt, 'train', None)) and callable(getattr(opt, 'eval', None)):
+        (opt.train if training else opt.eval)()
+
 class TrainEvalCallback(Callback):
-    "Puts the model in train or eval mode and keeps the counters `epoch`, `train_iter` and `pct_train`."
+    "Puts the model (and an optimizer that has modes) in train or eval mode and keeps the counters `epoch`, `train_iter` and `pct_train`."
     order, run_valid = -10, False
     def after_create(self): self.learn.n_epoch = 1
     def before_fit(self):
@@ -179,12 +185,12 @@ class TrainEvalCallback(Callback):
     def before_train(self):
         learn = self.learn
         learn.pct_train = learn.epoch / learn.n_epoch
-        learn.model.train()
+        learn.model.train(); optimizer_mode(learn.opt, True)
         learn.training = True
     def after_batch(self):
         learn = self.learn
         if learn.n_iter: learn.pct_train += 1. / (learn.n_iter * learn.n_epoch)
         learn.train_iter += 1
     def before_validate(self):
-        self.learn.model.eval()
+        self.learn.model.eval(); optimizer_mode(self.learn.opt, False)
         self.learn.training = False

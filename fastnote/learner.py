@@ -888,10 +888,12 @@ class Learner:
     def _inference(self):
         "The model in eval mode without gradients inside the `with` block (its mode put back after); yields its device."
         was_training = self.model.training
-        self.model.eval()
+        self.model.eval(); optimizer_mode(self.opt, False)
         try:
             with torch.no_grad(): yield model_device(self.model) or torch.device('cpu')
-        finally: self.model.train(was_training)
+        finally:
+            self.model.train(was_training)
+            if was_training: optimizer_mode(self.opt, True)
 
     def summary(self)->str:
         "A table of the model's layers, as fastai prints it: output shape, parameters and whether they train, then totals, the optimizer, the loss and the callbacks."
@@ -969,6 +971,7 @@ class Learner:
             finally:
                 for k, v in saved.items(): setattr(self, k, v)    # so that a callback may validate in the middle of a fit
                 self.model.train(was_training)
+                if was_training: optimizer_mode(self.opt, True)
 
     # ---- saving and loading ----
     def save(self,
@@ -1039,6 +1042,7 @@ class Learner:
         if zero_grad and self.opt is not None: self.opt.zero_grad()   # no half-finished batch's gradients leak into the next fit
 
     def _end_fit(self):
+        optimizer_mode(self.opt, False)                  # the weights to save, export and predict with
         self.dl = self.xb = self.yb = self.pred = self.loss = None
         for cb in self.cbs: cb.run = True                 # a callback silenced for this fit runs again in the next
         for cb in list(self.cbs): cb.cleanup()

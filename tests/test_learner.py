@@ -432,3 +432,33 @@ def test_optimizer_steppers_have_their_own_name():
     with pytest.raises(TypeError, match='give the steppers once'): Optimizer([w], [sgd_step], cbs=[sgd_step], lr=0.1)
     import pickle
     assert pickle.loads(pickle.dumps(opt)).steppers[0].__name__ == 'sgd_step'
+
+
+# ---------------------------------------------------------------- optimizers with modes (schedule-free)
+class ModalSGD(torch.optim.SGD):
+    "SGD with schedule-free's two methods, recording each call and whether the model was training when it stepped."
+    def __init__(self, params, lr):
+        super().__init__(params, lr=lr)
+        self.calls, self.mode = [], 'eval'
+    def train(self): self.calls.append('train'); self.mode = 'train'
+    def eval(self): self.calls.append('eval'); self.mode = 'eval'
+    def step(self, closure=None):
+        assert self.mode == 'train', "a step in eval mode"
+        return super().step(closure)
+
+
+def test_the_learner_switches_an_optimizer_that_has_modes():
+    "opt.train() before each training epoch, opt.eval() before validation, when fit ends and while predicting; a validation inside training puts train back."
+    batches = regression_data()
+    class ValidateMidEpoch(Callback):
+        def after_batch(self):
+            if self.training and self.iter == 1: self.learn.validate()
+    learn = Learner(DataLoaders(batches[:4], batches[4:]), make_model(), F.mse_loss, opt_func=ModalSGD, lr=0.01)
+    quiet_fit(learn, 2)
+    assert learn.opt.calls == ['train', 'eval'] * 2 + ['eval']
+    learn.opt.calls.clear()
+    quiet_fit(learn, 1, cbs=ValidateMidEpoch())                     # steps after the inner validation: in train mode again
+    assert learn.opt.calls == ['train', 'eval', 'train', 'eval', 'eval'] and learn.opt.mode == 'eval'
+    learn.opt.calls.clear(); learn.model.train(); learn.opt.train()
+    learn.model_output(batches[0][0][0])
+    assert learn.opt.calls == ['train', 'eval', 'train']          # predicting borrows eval mode and gives train back
