@@ -52,6 +52,7 @@ class Callback:
     "Base class of callbacks: a method named after an event runs at that point of the loop; `order` sorts callbacks."
     order, run_train, run_valid, learn, _run = 0, True, True, None, True
     writes_run_files = False     # True for a callback that writes the run's files: trial runs (`lr_find`) leave it out
+    state_attrs = ()             # the attributes that carry its state from batch to batch or epoch to epoch: checkpoints keep them
 
     @property
     def run(self)->bool:
@@ -79,6 +80,17 @@ class Callback:
             warnings.warn(f"{type(self).__name__} sets its own {k!r}, which hides the Learner's {k!r}: "
                           f"write `self.learn.{k} = ...` to change the Learner's", stacklevel=2)
         object.__setattr__(self, k, v)
+
+    def state_dict(self)->dict:
+        "What a checkpoint keeps of this callback so that a resumed fit goes on as the uninterrupted one would: the attributes named in `state_attrs`."
+        return {k: getattr(self, k) for k in self.state_attrs}
+
+    def load_state_dict(self,
+                        state:dict): # what `state_dict` returned when the checkpoint was written
+        "Put back the state `state_dict` returned; a resumed fit calls it when its first epoch starts, after every callback's `before_fit`."
+        if set(state) != set(self.state_attrs):
+            raise ValueError(f"{type(self).__name__}: the saved state has {sorted(state)}, this callback keeps {sorted(self.state_attrs)}")
+        for k in self.state_attrs: object.__setattr__(self, k, state[k])
 
     def cleanup(self):
         "Not an event: runs when `fit` ends, however it ends (even by an exception), to release what the callback holds."

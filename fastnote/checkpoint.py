@@ -6,11 +6,12 @@ Docs: https://fastnote.github.io/fastnote/checkpoint.html.md"""
 
 # %% auto #0
 __all__ = ['CheckpointError', 'atomic_write', 'atomic_save', 'safe_load', 'check_model_state', 'check_file_name', 'file_in',
-           'plain_model', 'is_main_process', 'all_ranks', 'rng_states', 'set_rng_states', 'fit_settings',
-           'check_settings', 'load_checkpoint', 'CheckpointCallback', 'ResumeCallback', 'SkipBatches']
+           'plain_model', 'is_main_process', 'all_ranks', 'rng_states', 'set_rng_states', 'stateful_callbacks',
+           'fit_settings', 'check_settings', 'load_callback_states', 'load_checkpoint', 'first_non_finite',
+           'CheckpointCallback', 'ResumeCallback', 'SkipBatches']
 
 # %% ../nbs/10_checkpoint.ipynb #418de180
-import os, pickle, random
+import os, pickle, random, warnings
 from pathlib import Path
 import numpy as np
 import torch
@@ -142,8 +143,19 @@ def _data_generator(dl):
     return getattr(dl, 'generator', None)
 
 # %% ../nbs/10_checkpoint.ipynb #da5c859e
+def stateful_callbacks(learn)->dict:
+    "The callbacks of `learn` whose state a checkpoint keeps (`state_attrs`, or their own `state_dict`), by class name (`#2`, `#3` for repeats); the Recorder is kept apart."
+    res, seen = {}, {}
+    for cb in learn.cbs:
+        if cb is getattr(learn, 'recorder', None): continue
+        if not (cb.state_attrs or type(cb).state_dict is not Callback.state_dict): continue
+        name = type(cb).__name__
+        seen[name] = seen.get(name, 0) + 1
+        res[name if seen[name] == 1 else f'{name}#{seen[name]}'] = cb
+    return res
+
 def fit_settings(learn)->dict:
-    "What must not change between a checkpoint and the fit that resumes from it: epochs, data, model (and which of its parameters are frozen), processes, optimizer, schedules."
+    "What must not change between a checkpoint and the fit that resumes from it: epochs, data, model (and which of its parameters are frozen), processes, optimizer, schedules, the callbacks that keep state."
     opt, dl = learn.opt, learn.dls.train
     scheds = {k: v for cb in learn.cbs if callable(getattr(cb, 'fingerprint', None)) for k, v in cb.fingerprint().items()}
     group = _group()
@@ -154,7 +166,8 @@ def fit_settings(learn)->dict:
             'optimizer': [stepper_name(s) for s in opt.steppers] if isinstance(opt, Optimizer) else type(opt).__name__,
             'param groups': len(opt.param_groups),
             'frozen parameters': sorted(n for n, p in plain_model(learn.model).named_parameters() if not p.requires_grad),
-            'schedule': scheds}
+            'schedule': scheds,
+            'callbacks with state': sorted(stateful_callbacks(learn))}
 
 def check_settings(saved:dict, # the settings stored in the checkpoint
                    now:dict, # this fit's
@@ -170,8 +183,20 @@ def check_settings(saved:dict, # the settings stored in the checkpoint
             diff = sorted(set(v) ^ set(now.get(k, [])))
             detail = (f"{len(v)} frozen in the checkpoint, {len(now.get(k, []))} in this model ({diff[0]!r} differs): "
                       f"freeze the model as the run did (learn.freeze(), freeze_to(n)) before resuming")
+        elif k == 'callbacks with state':
+            detail = (f"the checkpoint has {v}, this fit {now.get(k)}: resume with the callbacks of the interrupted fit, "
+                      f"so that each goes on from its saved state")
         else: detail = f"the checkpoint has {v!r}, this fit {now.get(k)!r}"
         raise CheckpointError(f"{path} was made with other settings, so resuming would not continue that run: {k}: {detail}")
+
+def load_callback_states(learn, # the Learner whose callbacks go on
+                         states:dict, # the checkpoint's 'callbacks': name -> state, as `stateful_callbacks` names them
+                         path): # the checkpoint, for messages
+    "Give each callback that keeps state its saved state back (`load_state_dict`); an error names the callback and the file."
+    for name, cb in stateful_callbacks(learn).items():
+        try: cb.load_state_dict(states[name])
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{path}: the saved state of callback {name} does not fit it: {e}") from e
 
 def load_checkpoint(path)->dict:
     "Load a checkpoint written by `CheckpointCallback`, safely (no code runs), with errors that name the file."
@@ -185,6 +210,15 @@ def _checkpoint_path(learn, file)->Path:
     return p if p.suffix == '.pth' and (p.is_absolute() or p.exists()) else learn.path/learn.model_dir/f'{file}.pth'
 
 # %% ../nbs/10_checkpoint.ipynb #fbe9dc9c
+def first_non_finite(learn)->str|None:
+    "The first of the model's weights or the optimizer's state tensors that holds a NaN or an inf, by name; None if all are finite."
+    for name, t in plain_model(learn.model).state_dict().items():
+        if t.is_floating_point() and not torch.isfinite(t).all(): return f"the weight {name!r}"
+    for i, st in learn.opt.state_dict()['state'].items():
+        for k, t in st.items():
+            if torch.is_tensor(t) and t.is_floating_point() and not torch.isfinite(t).all(): return f"the optimizer's {k!r} of parameter {i}"
+    return None
+
 class CheckpointCallback(Callback):
     "Saves everything needed to resume training exactly: every `every_n_batches` training batches and/or every epoch."
     order = 80   # after the Recorder (50) has recorded the batch, before user callbacks that come last
@@ -217,9 +251,14 @@ class CheckpointCallback(Callback):
     def save(self,
              epoch:int, # the epoch to go on with
              batches_done:int): # how many of its training batches are done
-        "Write a checkpoint, atomically, unless the loss of the last batch is not finite (keep the last good one then)."
+        "Write a checkpoint, atomically, unless the last loss, the weights or the optimizer's state is not finite (the last good one stays then)."
         learn = self.learn
         if learn.loss is not None and not torch.isfinite(learn.loss.detach()).all(): return
+        bad = first_non_finite(learn)
+        if bad is not None:
+            warnings.warn(f"CheckpointCallback: no checkpoint at epoch {epoch}, batch {batches_done}: {bad} holds NaN or inf; "
+                          f"{self.path} keeps the last good one")
+            return
         rng = all_ranks(rng_states())                     # every process takes part; rank 0 writes
         if not is_main_process(): return
         recorder = getattr(learn, 'recorder', None)
@@ -228,6 +267,7 @@ class CheckpointCallback(Callback):
                  'epoch': epoch, 'batches_done': batches_done, 'train_iter': learn.train_iter, 'pct_train': learn.pct_train,
                  'model': plain_model(learn.model).state_dict(), 'opt': learn.opt.state_dict(),
                  'recorder': None if recorder is None else recorder.state_dict(), 'rng': rng,
+                 'callbacks': {name: cb.state_dict() for name, cb in stateful_callbacks(learn).items()},
                  'data_rng': None if data_gen is None else data_gen.get_state(),
                  'epoch_rng': self._epoch_rng if batches_done else None,
                  'epoch_data_rng': self._epoch_data_rng if batches_done else None}
@@ -256,7 +296,9 @@ class ResumeCallback(Callback):
 
     def before_train(self):
         learn, ck = self.learn, self.ck
-        if ck is None or not ck['batches_done'] or learn.epoch != ck['epoch']: return
+        if ck is None or learn.epoch != ck['epoch']: return
+        if 'callbacks' in ck: load_callback_states(learn, ck['callbacks'], self.ckpt_path)  # after every callback's before_fit
+        if not ck['batches_done']: self.ck = None; return
         set_rng_states(ck['epoch_rng'][_rank()])      # the epoch starts as it did: the same shuffle
         gen = _data_generator(learn.dl)
         if gen is not None and ck['epoch_data_rng'] is not None: gen.set_state(ck['epoch_data_rng'])

@@ -85,6 +85,15 @@ class MixedPrecision(Callback):
 
     def after_cancel_batch(self): self._exit(); _restore_loss(self.learn)
     def after_fit(self): self._exit()
+    def state_dict(self)->dict:
+        "The gradient scaler's state (its scale and growth counter), which a checkpoint keeps; empty without a scaler."
+        return {} if self.scaler is None else {'scaler': self.scaler.state_dict()}
+    def load_state_dict(self, state:dict): # what `state_dict` returned
+        "Put the scaler's scale and growth counter back, as a resumed fit starts."
+        if ('scaler' in state) != (self.scaler is not None):
+            raise ValueError(f"MixedPrecision: the checkpoint was made {'with' if 'scaler' in state else 'without'} a gradient scaler, "
+                             f"this fit has {'one' if self.scaler is not None else 'none'} (dtype {self.amp_dtype})")
+        if self.scaler is not None: self.scaler.load_state_dict(state['scaler'])
     def cleanup(self):
         "Leave autocast if a batch ended in an error inside it, so the code after `fit` runs in full precision."
         self._exit()
@@ -171,12 +180,27 @@ class GradientAccumulation(Callback):
         self._count = self._items = 0
         _forget_loss(self.learn)
 
+    def _params(self)->list: return [p for pg in self.learn.opt.param_groups for p in pg['params']]
+    def state_dict(self)->dict:
+        "The group accumulated so far: how many batches and items, and, in the middle of a group, the gradients summed so far."
+        grads = [None if p.grad is None else p.grad.detach().clone() for p in self._params()] if self._count else None
+        return {'count': self._count, 'items': self._items, 'grads': grads}
+    def load_state_dict(self, state:dict): # what `state_dict` returned
+        "Go on with a half-accumulated group: its counts, and its summed gradients put back on the parameters."
+        self._count, self._items = state['count'], state['items']
+        if state['grads'] is None: return
+        params = self._params()
+        if len(params) != len(state['grads']):
+            raise ValueError(f"GradientAccumulation: the checkpoint holds gradients of {len(state['grads'])} parameters, the optimizer has {len(params)}")
+        for p, g in zip(params, state['grads']): p.grad = None if g is None else g.to(p.device, p.dtype)
+
 # %% ../nbs/09_training_callbacks.ipynb #321bd59b
 def _lower_is_better(monitor:str)->bool: return 'loss' in monitor or 'error' in monitor
 
 class TrackerCallback(Callback):
     "Follows one of the Recorder's per-epoch values and notices each epoch that brings a new best."
     order = 60
+    state_attrs = ('best', 'best_epoch')    # a resumed fit goes on from the best so far
     def __init__(self,
                  monitor:str='valid_loss', # a name of `recorder.metric_names`: 'train_loss', 'valid_loss' or a metric's
                  comp=None, # `comp(a, b)` is true when `a` is better than `b`; None: `<` for losses and errors, else `>`
@@ -214,6 +238,7 @@ class TrackerCallback(Callback):
 class EarlyStoppingCallback(TrackerCallback):
     "Stops training once the monitored value has gone `patience` epochs without an improvement."
     order = 90      # last at `after_epoch`: the other callbacks log and save this epoch before it stops the fit
+    state_attrs = ('best', 'best_epoch', 'wait')
     def __init__(self,
                  monitor:str='valid_loss', # a name of `recorder.metric_names`: 'train_loss', 'valid_loss' or a metric's
                  comp=None, # `comp(a, b)` is true when `a` is better than `b`; None: `<` for losses and errors, else `>`
@@ -241,6 +266,7 @@ class EarlyStoppingCallback(TrackerCallback):
 class SaveModelCallback(TrackerCallback):
     "Saves the model at each new best of the monitored value and loads that best model back when training ends."
     writes_run_files = True
+    state_attrs = ('best', 'best_epoch', '_saved')
     def __init__(self,
                  monitor:str='valid_loss', # a name of `recorder.metric_names`: 'train_loss', 'valid_loss' or a metric's
                  comp=None, # `comp(a, b)` is true when `a` is better than `b`; None: `<` for losses and errors, else `>`
@@ -282,7 +308,7 @@ class CSVLogger(Callback):
                  append:bool=False): # add the rows to an existing file (with the same columns) instead of replacing it
         if not isinstance(fname, os.PathLike): check_file_name(fname, 'CSVLogger: fname')
         self.fname, self.append = fname, append
-        self._file = self._writer = self._written = None
+        self._file = self._writer = self._written = self._bytes = None
 
     @property
     def file_path(self)->Path:
@@ -292,22 +318,46 @@ class CSVLogger(Callback):
 
     def before_fit(self):
         if not is_main_process(): self.run = False; return     # in a distributed run, rank 0 writes the log
-        names, path = self.learn.recorder.metric_names, file_in(self.learn.path, self.fname, suffix='')
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self._names, path = self.learn.recorder.metric_names, file_in(self.learn.path, self.fname, suffix='')
         header = _csv_header(path) if self.append else None
-        if header is not None and header != names:
-            raise ValueError(f"CSVLogger: {path} has the columns {header}, this fit makes {names}: use another file or append=False")
-        self._written, self._file = path, open(path, 'a' if header is not None else 'w', newline='', encoding='utf-8')
-        self._writer = csv.writer(self._file)
-        if header is None: self._write(names)
+        if header is not None and header != self._names:
+            raise ValueError(f"CSVLogger: {path} has the columns {header}, this fit makes {self._names}: use another file or append=False")
+        self._written, self._bytes, self._file = path, None, None   # opened at the first row: a resumed fit may say where first
 
     def after_epoch(self):
         rec = self.learn.recorder
         self._write([self.learn.epoch, *('' if v is None else float(v) for v in rec.values[-1]), rec.epoch_times[-1]])
 
+    def _open(self):
+        path = self._written
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if self._bytes is not None: _truncate(path, self._bytes)     # resumed: the rows after the checkpoint go
+        elif self.append and path.exists(): _drop_cut_row(path)
+        resume_or_append = self._bytes is not None or (self.append and _csv_header(path) is not None)
+        self._file = open(path, 'a' if resume_or_append else 'w', newline='', encoding='utf-8')
+        self._writer = csv.writer(self._file)
+        if not resume_or_append: self._write(self._names)
+
     def _write(self, row:list):
+        if self._file is None: self._open()
         self._writer.writerow(row)
         self._file.flush()                       # a crash later keeps every row written so far
+        self._bytes = self._file.tell()
+
+    def state_dict(self)->dict:
+        "Which file the log is and how many bytes of it were written: a resumed fit cuts the rows written after the checkpoint and goes on."
+        return {'file': None if self._written is None else str(self._written), 'bytes': self._bytes}
+
+    def load_state_dict(self, state:dict): # what `state_dict` returned
+        "Go on with the log as the checkpoint left it: the same file, cut back to the rows written before the checkpoint."
+        if state['bytes'] is None: return                        # nothing was written before the checkpoint
+        if state['file'] != str(self._written):
+            raise ValueError(f"CSVLogger: the checkpoint's log is {state['file']}, this fit's is {self._written}: resume with the same fname")
+        size = self._written.stat().st_size if self._written.exists() else None
+        if size is None or size < state['bytes']:
+            raise ValueError(f"CSVLogger: {self._written} has {'no file' if size is None else f'{size} bytes'}, the checkpoint wrote "
+                             f"{state['bytes']}: the log was changed or removed since; resume with another fname to start a new log")
+        self.cleanup(); self._bytes = state['bytes']
 
     def after_fit(self): self.cleanup()
     def cleanup(self):
@@ -321,6 +371,18 @@ class CSVLogger(Callback):
         if not rows: return []
         names = rows[0]
         return [{n: _csv_value(n, v) for n, v in zip(names, row)} for row in rows[1:]]
+
+def _truncate(path:Path, size:int):
+    "Cut the file at `path` back to its first `size` bytes."
+    with open(path, 'r+b') as f: f.truncate(size)
+
+def _drop_cut_row(path:Path):
+    "Remove a last row that lacks its line end (a write cut short by a crash or a full disk), with a warning: a new row would be glued to it."
+    data = path.read_bytes()
+    if not data or data.endswith(b'\n'): return
+    keep = data.rfind(b'\n') + 1
+    warnings.warn(f"CSVLogger: the last row of {path} was cut short ({data[keep:][:40]!r}); it is removed before appending")
+    _truncate(path, keep)
 
 def _csv_header(path:Path):
     "The first row of the CSV file at `path`, or None if there is no such file or it is empty."

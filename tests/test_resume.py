@@ -11,7 +11,8 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from fastnote import (Learner, DataLoaders, Callback, CheckpointCallback, CheckpointError, accuracy, load_checkpoint,
-                      safe_load, atomic_save, SGD)
+                      safe_load, atomic_save, SGD, SaveModelCallback, EarlyStoppingCallback, CSVLogger,
+                      GradientAccumulation)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -240,3 +241,66 @@ def test_state_dicts_with_missing_unexpected_or_misshaped_keys_are_named(tmp_pat
             ('misshaped', {**state, '0.weight': torch.zeros(16, 7)}, r"'0.weight' has shape \(16, 7\) in the file but \(16, 6\)")]:
         torch.save({'model': bad}, tmp_path/'models'/f'{name}.pth')
         with pytest.raises(CheckpointError, match=rf'{name}.pth: {message}'): learn.load(name)
+
+
+# ---------------------------------------------------------------- the callbacks' state goes into the checkpoint
+def csv_rows_without_time(path):
+    import csv
+    with open(path, newline='') as f: return [row[:-1] for row in csv.reader(f)]
+
+
+def everyday_callbacks():
+    return [SaveModelCallback(monitor='accuracy'), EarlyStoppingCallback(monitor='accuracy', patience=2), CSVLogger(),
+            GradientAccumulation(2)]
+
+
+@pytest.mark.parametrize('stop_at', [9, 18, 24])       # mid-epoch (batch 3 of 6 in a group of 2), mid-group, and later
+def test_resume_with_the_everyday_callbacks_equals_the_uninterrupted_run(tmp_path, stop_at):
+    "SaveModel, EarlyStopping, CSVLogger and GradientAccumulation: the same epochs, weights, losses, best-model file and log."
+    fit = lambda l, **kw: l.fit(12, lr=0.3, **kw)       # a high rate: accuracy wobbles, so early stopping comes before epoch 12
+    full = make_learner(tmp_path/'a'); fit(full, cbs=everyday_callbacks())
+    run = make_learner(tmp_path/'b')
+    with pytest.raises(RuntimeError): fit(run, cbs=everyday_callbacks() + [CheckpointCallback(every_n_batches=3), StopAt(stop_at, RuntimeError)])
+    resumed = make_learner(tmp_path/'b', seed=5)
+    fit(resumed, cbs=everyday_callbacks() + [CheckpointCallback(every_n_batches=3)], resume_from='checkpoint')
+    assert len(full.recorder.values) < 12, "the run did not stop early: the test would not test early stopping"
+    assert full.recorder.values == resumed.recorder.values and full.recorder.losses == resumed.recorder.losses
+    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()): assert torch.equal(a, b)
+    best = [torch.load(p/'models'/'model.pth', weights_only=True)['model'] for p in (tmp_path/'a', tmp_path/'b')]
+    assert all(torch.equal(best[0][k], best[1][k]) for k in best[0])
+    assert csv_rows_without_time(tmp_path/'a'/'history.csv') == csv_rows_without_time(tmp_path/'b'/'history.csv')
+
+
+def test_resuming_with_other_stateful_callbacks_is_refused(tmp_path):
+    run = make_learner(tmp_path)
+    with pytest.raises(RuntimeError): run.fit(3, lr=0.1, cbs=[EarlyStoppingCallback(patience=2), CheckpointCallback(every_n_batches=3), StopAt(4, RuntimeError)])
+    with pytest.raises(CheckpointError, match=r"callbacks with state: the checkpoint has \['EarlyStoppingCallback'\], this fit \[\]"):
+        make_learner(tmp_path).fit(3, lr=0.1, resume_from='checkpoint')
+
+
+def test_a_user_callback_declares_its_state(tmp_path):
+    "A callback that counts the batches it saw, with `state_attrs`: resumed, it counts on as if uninterrupted."
+    class Count(Callback):
+        state_attrs = ('n',)
+        def __init__(self): self.n = 0
+        def after_batch(self):
+            if self.training: self.n += 1
+    full, count = make_learner(tmp_path/'a'), Count()
+    full.fit(3, lr=0.1, cbs=count)
+    run = make_learner(tmp_path/'b')
+    with pytest.raises(RuntimeError): run.fit(3, lr=0.1, cbs=[Count(), CheckpointCallback(every_n_batches=4), StopAt(10, RuntimeError)])
+    again = Count()
+    make_learner(tmp_path/'b').fit(3, lr=0.1, cbs=[again, CheckpointCallback(every_n_batches=4)], resume_from='checkpoint')
+    assert count.n == again.n == 18
+
+
+def test_no_checkpoint_from_non_finite_weights(tmp_path):
+    "A NaN gradient under a finite loss: the weights go NaN, the checkpoint is not written over, and a warning says so."
+    class PoisonGrad(Callback):
+        def after_backward(self):
+            if self.train_iter == 7: next(self.learn.model.parameters()).grad.fill_(float('nan'))
+    run = make_learner(tmp_path)
+    with pytest.warns(UserWarning, match=r"no checkpoint at epoch 1, batch 2: the weight '0.weight' holds NaN or inf"):
+        run.fit(2, lr=0.1, cbs=[PoisonGrad(), CheckpointCallback(every_n_batches=1)])
+    ck = load_checkpoint(tmp_path/'models'/'checkpoint.pth')
+    assert (ck['epoch'], ck['batches_done']) == (1, 1) and all(torch.isfinite(v).all() for v in ck['model'].values())

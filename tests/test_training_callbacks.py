@@ -359,7 +359,7 @@ def test_csv_logger_closes_the_file_after_an_error(digits, tmp_path):
         def after_epoch(self):
             if self.learn.epoch == 1: raise RuntimeError('boom')
     learn, log = digits_learner(digits, tmp_path), CSVLogger()
-    files = probe('before_fit', lambda l: l.csv_logger._file, order=60, train_only=False)
+    files = probe('after_epoch', lambda l: l.csv_logger._file, order=60, train_only=False)   # opened at the first row
     with pytest.raises(RuntimeError, match='boom'): quiet_fit(learn, 3, cbs=[log, Boom(), files])
     assert files.seen[0].closed
     assert [r['epoch'] for r in log.read_log()] == [0, 1]              # the rows written before the error stay
@@ -427,3 +427,15 @@ def test_all_callbacks_together(digits, tmp_path):
     assert learn.recorder.values[-1][2] > 0.9
     assert len(learn.csv_logger.read_log()) == len(learn.recorder.values)
     assert not torch.is_autocast_enabled('cpu')
+
+
+def test_csv_logger_appending_after_a_cut_row_drops_it(digits, tmp_path):
+    "A last row cut short (no line end: a full disk, a kill) would be glued to the next run's first row; it is dropped, with a warning."
+    quiet_fit(digits_learner(digits, tmp_path), 1, cbs=CSVLogger('log.csv'))
+    good = (tmp_path/'log.csv').read_text()
+    with open(tmp_path/'log.csv', 'a') as f: f.write('1,0.52,0.4')                # the start of a row, cut
+    log = CSVLogger('log.csv', append=True)
+    with pytest.warns(UserWarning, match=r"the last row of .*log.csv was cut short \(b'1,0.52,0.4'\)"):
+        quiet_fit(digits_learner(digits, tmp_path), 1, cbs=log)
+    text = (tmp_path/'log.csv').read_text()
+    assert text.startswith(good) and len(text.splitlines()) == 3 and [r['epoch'] for r in log.read_log()] == [0, 0]
