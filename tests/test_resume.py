@@ -1,7 +1,7 @@
 """Exact resume and safe checkpoints: a run stopped at any batch boundary (an exception, Ctrl-C, a process killed with
 SIGKILL) and resumed from its last checkpoint ends with weights bit-identical to the uninterrupted run; checkpoint
 writes are atomic; loading never runs code from the file; bad files and other settings are refused by name."""
-import os, random, signal, subprocess, sys, textwrap, time
+import errno, os, random, signal, subprocess, sys, textwrap, time
 from pathlib import Path
 import numpy as np
 import pytest
@@ -304,3 +304,25 @@ def test_no_checkpoint_from_non_finite_weights(tmp_path):
         run.fit(2, lr=0.1, cbs=[PoisonGrad(), CheckpointCallback(every_n_batches=1)])
     ck = load_checkpoint(tmp_path/'models'/'checkpoint.pth')
     assert (ck['epoch'], ck['batches_done']) == (1, 1) and all(torch.isfinite(v).all() for v in ck['model'].values())
+
+
+class FillsUp:
+    "A file that takes `room` bytes, then raises `exc` from write, as a full disk (or a Ctrl-C arriving mid-write) does."
+    def __init__(self, f, room, exc): self.f, self.room, self.exc = f, room, exc
+    def write(self, data):
+        if len(data) > self.room: raise self.exc
+        self.room -= len(data); return self.f.write(data)
+    def __getattr__(self, k): return getattr(self.f, k)
+
+
+@pytest.mark.parametrize('exc', [OSError(errno.ENOSPC, 'No space left on device'), KeyboardInterrupt()], ids=['disk full', 'Ctrl-C'])
+def test_torch_save_interrupted_mid_write_says_what_happened(tmp_path, exc):
+    "torch's writer turns the file's error into 'unexpected pos'; atomic_save gives the real one, and the old file stays whole."
+    from fastnote.checkpoint import atomic_write
+    atomic_save({'w': torch.ones(3)}, tmp_path/'ck.pth')
+    def write(f):
+        f.f = FillsUp(f.f, 4096, exc)
+        torch.save({'w': torch.randn(100_000)}, f)
+    with pytest.raises(type(exc)) as info: atomic_write(tmp_path/'ck.pth', write)
+    if isinstance(exc, OSError): assert f"no space left on the device writing {tmp_path/'ck.pth'}" in str(info.value)
+    assert torch.equal(safe_load(tmp_path/'ck.pth')['w'], torch.ones(3)) and [p.name for p in tmp_path.iterdir()] == ['ck.pth']
