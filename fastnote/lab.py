@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import NamedTuple
 import torch
 from .optimizer import hyper_setter, check_number
-from .callback import add_note
+from .callback import add_note, optimizer_mode
 from .checkpoint import atomic_write
 
 # %% ../nbs/12_lab.ipynb #b4439886
@@ -112,7 +112,7 @@ def trajectory(opt_func, # makes the optimizer from a list of parameters: fastno
                seed:int=0, # seeds the noise: the same seed gives the same trajectory
                scheds:dict=None, # hyper-parameter, by fastnote's name (`lr`, `mom`...) -> its schedule over 0..1
                **hypers)->Trajectory: # for `opt_func`, e.g. `lr=0.1, mom=0.9`
-    "Run an optimizer on a surface from `start` for `n_steps` steps; returns the points it visits and their losses."
+    "Run an optimizer on a surface from `start` for `n_steps` steps; returns the points it visits and their losses (an optimizer with modes, such as schedule-free's, steps in train mode and is recorded in eval mode)."
     surface = get_surface(surface)
     n_steps, seed = check_number('n_steps', n_steps, 0, integer=True), check_number('seed', seed, 0, integer=True)
     point = _as_point(surface.start if start is None else start).requires_grad_()
@@ -131,7 +131,7 @@ def trajectory(opt_func, # makes the optimizer from a list of parameters: fastno
     with torch.no_grad(): points[0], losses[0] = point, surface(point)
     for i in range(n_steps):
         for sched, set_value in setters: set_value([sched(i / n_steps)])
-        opt.step(closure)
+        optimizer_mode(opt, True); opt.step(closure); optimizer_mode(opt, False)   # schedule-free: steps at y, is seen at x
         with torch.no_grad(): points[i + 1], losses[i + 1] = point, surface(point)
         if not losses[i + 1].isfinite():
             warnings.warn(f"the optimizer diverged on {surface.name} at step {i + 1} of {n_steps} (loss "

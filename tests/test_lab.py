@@ -205,3 +205,16 @@ def test_a_failed_gif_write_keeps_the_old_file(tmp_path, monkeypatch):
     monkeypatch.setattr(os, 'replace', fail)
     with pytest.raises(OSError, match="disk full"): GIF(b'GIF89a new').save(target)
     assert target.read_bytes() == b'the old animation' and list(tmp_path.iterdir()) == [target]
+
+
+def test_trajectory_steps_an_optimizer_with_modes_in_train_mode_and_records_its_eval_point():
+    "Schedule-free: the gradient is taken at y (train mode), the point recorded is x (eval mode), as a hand-written loop does."
+    from fastnote.after_adam import AdamWScheduleFree
+    t = trajectory(AdamWScheduleFree, 'rosenbrock', n_steps=30, lr=0.05)
+    surface = get_surface('rosenbrock')
+    point = torch.tensor(surface.start, dtype=torch.float64).requires_grad_()
+    opt, seen = AdamWScheduleFree([point], lr=0.05), []
+    for _ in range(30):
+        opt.train(); opt.zero_grad(); surface(point).backward(); opt.step(); opt.eval()
+        seen.append(point.detach().clone())
+    assert torch.equal(t.points[1:], torch.stack(seen)) and not torch.equal(t.points[-1], t.points[-2])
