@@ -68,11 +68,13 @@ def check_number(
     high_open:bool=False, # `high` itself is not allowed: `value < high`
     none_ok:bool=False, # None is allowed too, and returned as it is
 ):
-    "Check that a value is a finite real number (an integer if `integer`) in the range and return it; else raise, naming `name`, the value and the range."
+    "Check that a value is a finite real number (an integer if `integer`) in the range and return it as a Python number; else raise, naming `name`, the value and the range. A 0-d tensor or array and a NumPy scalar count as the number they hold, as torch takes them."
     if value is None and none_ok: return value
+    x = value.item() if getattr(value, 'shape', None) == () and callable(getattr(value, 'item', None)) else value
     kind = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, kind):
+    if isinstance(x, bool) or not isinstance(x, kind):
         raise TypeError(f"{name} must be {'an integer' if integer else 'a real number'}, got {value!r} of type {type(value).__name__}")
+    value = int(x) if integer else x if type(x) in (int, float) else float(x)
     if not math.isfinite(value): raise ValueError(f"{name} must be a finite number, got {value!r}")
     above = low is None or (value > low if low_open else value >= low)
     below = high is None or (value < high if high_open else value <= high)
@@ -94,6 +96,7 @@ def check_hyper(
     own = (ranges or {}).get(name)
     if name not in HYPER_RANGES and own is None: return value
     x = value
+    if not isinstance(value, Tensor) and getattr(value, 'shape', None) == (): value = x = check_number(name, value)  # NumPy's
     if isinstance(value, Tensor):          # a one-value tensor, as torch allows for `lr`: kept, so that it can change in place
         if value.numel() != 1 or value.is_complex() or value.dtype == torch.bool:
             raise TypeError(f"{name} must be a real number or a one-value real tensor, got a tensor of shape {tuple(value.shape)} and dtype {value.dtype}")
@@ -476,7 +479,7 @@ def opt_hypers(opt:torch.optim.Optimizer, # a fastnote `Optimizer` or any torch 
               )->dict:
     "The numeric hyper-parameters of one param group, under fastnote's names (`mom` for torch's `momentum` or `betas[0]`...)."
     pg = opt.param_groups[group]
-    if isinstance(opt, Optimizer): return {k: v for k, v in pg.items() if k in opt.hyper_names}
+    if isinstance(pg, HyperGroup): return {k: v for k, v in pg.items() if k in pg.hyper_names}   # fastnote's (or a wrapper's around one)
     res = {}
     for name in TORCH_HYPERS:
         place = _torch_place(pg, name)
@@ -488,14 +491,16 @@ def hyper_place(opt:torch.optim.Optimizer, # a fastnote `Optimizer` or any torch
                 name:str): # a hyper-parameter, by fastnote's name
     "Where hyper-parameter `name` lives in `opt`'s param groups: a key, `(key, index)` inside a tuple like `betas`, or None."
     group = opt.param_groups[0]
-    if isinstance(opt, Optimizer): return name if name in group else None
+    if isinstance(group, HyperGroup): return name if dict.__contains__(group, name) else None   # fastnote's names only
     return _torch_place(group, name)
 
 def hyper_setter(opt:torch.optim.Optimizer, # a fastnote `Optimizer` or any torch optimizer
                  name:str): # a hyper-parameter, by fastnote's name
     "A function setting hyper-parameter `name` of every param group from a list of values, checked: what schedules call every batch."
     place = hyper_place(opt, name)
-    if place is None: raise ValueError(f"{type(opt).__name__} has no hyper-parameter {name!r}; it has {sorted(opt_hypers(opt))}")
+    if place is None:
+        hint = f" (fastnote calls torch's {name!r} {TORCH_NAMES[name]!r})" if isinstance(TORCH_NAMES.get(name), str) else ''
+        raise ValueError(f"{type(opt).__name__} has no hyper-parameter {name!r}{hint}; it has {sorted(opt_hypers(opt))}")
     low, high = HYPER_RANGES.get(name, (None, None))
     own = getattr(opt, 'hyper_ranges', {})   # the ranges a fastnote optimizer's steppers declare
     def checked(x):                     # a float in fastnote's range passes at once; anything else goes through `check_hyper`
