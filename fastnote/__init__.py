@@ -8,6 +8,9 @@ from .momentum import *
 from .rmsprop import *
 from .adam import *
 from .trust import *
+from .lookahead import *
+from .after_adam import *
+from .matrices import *
 from .callback import *
 from .checkpoint import *
 from .learner import *

@@ -22,7 +22,8 @@ CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-
 # a word that only a chapter's prose has, and the page search must find it on
 SEARCHES = {'curvature': 'optimizer.html', 'canyon': 'momentum.html', 'lockstep': 'rmsprop.html', 'signum': 'adam.html',
             'overfitting': 'decay.html', 'mixup': 'callbacks.html', 'tqdm': 'learner.html', 'annealing': 'schedule.html', 'amplifies': 'checkpoint.html', 'patience': 'training_callbacks.html', 'replicas': 'distributed.html', 'banana': 'lab.html',
-            'leaderboard': 'demo.html'}
+            'leaderboard': 'demo.html', 'rectification': 'trust.html', 'hyperbolic': 'lookahead.html',
+            'iterates': 'after_adam.html', 'Schulz': 'matrices.html'}
 
 
 @pytest.fixture(scope='module')
