@@ -8,7 +8,8 @@ Docs: https://fastnote.github.io/fastnote/callbacks.html.md"""
 __all__ = ['EVENTS', 'INNER_EVENTS', 'BEGIN_EVENTS', 'FASTAI1_EVENTS', 'CancelException', 'CancelBatchException',
            'CancelTrainException', 'CancelValidException', 'CancelEpochException', 'CancelFitException',
            'CancelBackwardException', 'CancelStepException', 'snake_case', 'Callback', 'event_methods',
-           'check_event_names', 'sort_callbacks', 'add_note', 'optimizer_mode', 'TrainEvalCallback']
+           'check_event_names', 'sort_callbacks', 'add_note', 'check_flag', 'check_callback', 'optimizer_mode',
+           'TrainEvalCallback']
 
 # %% ../nbs/06_callbacks.ipynb #003f0884
 import difflib, os, re, sys, warnings
@@ -178,6 +179,23 @@ def add_note(e:BaseException, # the exception
     except Exception: return
     if hasattr(e, 'add_note'): e.add_note(text)
     else: e.__notes__ = [*getattr(e, '__notes__', []), text]
+
+def check_flag(name:str, # what the switch is, for the message: 'every_epoch', 'with_opt', ...
+               value, # the value given
+               none_ok:bool=False): # None is allowed too (a switch whose default is decided later)
+    "Check that a switch is `True` or `False` (NumPy's and torch's one-value booleans count) and return it as a bool: a string like 'no' would count as true."
+    if value is None and none_ok: return value
+    x = value.item() if getattr(value, 'shape', None) == () and callable(getattr(value, 'item', None)) else value
+    if not isinstance(x, bool):
+        raise TypeError(f"{name} must be True or False{' (or None)' if none_ok else ''}, got {value!r} of type {type(value).__name__}")
+    return x
+
+def check_callback(cb:Callback):
+    "Refuse a callback whose class attributes the loop cannot use: an `order` that is not a number, a `run_train` or `run_valid` that is not a bool."
+    order = cb.order
+    if isinstance(order, bool) or not isinstance(order, (int, float)) or order != order:
+        raise TypeError(f"{type(cb).__name__}.order must be a number (callbacks run from the lowest order up), got {order!r}")
+    for attr in ('run_train', 'run_valid'): check_flag(f"{type(cb).__name__}.{attr}", getattr(cb, attr))
 
 
 # %% ../nbs/06_callbacks.ipynb #da40049d

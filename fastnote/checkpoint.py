@@ -6,18 +6,18 @@ Docs: https://fastnote.github.io/fastnote/checkpoint.html.md"""
 
 # %% auto #0
 __all__ = ['CheckpointError', 'atomic_write', 'RecordingFile', 'remove_stale_temporaries', 'process_alive', 'fsync_folder',
-           'atomic_save', 'safe_load', 'check_model_state', 'check_file_name', 'file_in', 'plain_model',
-           'is_main_process', 'all_ranks', 'rng_states', 'set_rng_states', 'stateful_callbacks', 'fit_settings',
-           'check_settings', 'load_callback_states', 'load_checkpoint', 'first_non_finite', 'CheckpointCallback',
-           'ResumeCallback', 'SkipBatches']
+           'atomic_save', 'safe_load', 'check_model_state', 'check_opt_state', 'check_file_name', 'file_in',
+           'plain_model', 'is_main_process', 'all_ranks', 'rng_states', 'set_rng_states', 'stateful_callbacks',
+           'fit_settings', 'check_settings', 'load_callback_states', 'load_checkpoint', 'first_non_finite',
+           'CheckpointCallback', 'ResumeCallback', 'SkipBatches']
 
 # %% ../nbs/10_checkpoint.ipynb #418de180
-import errno, glob, os, pickle, random, warnings
+import errno, glob, math, os, pickle, random, warnings
 from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from .optimizer import Optimizer, stepper_name, check_number
+from .optimizer import Optimizer, stepper_name, check_number, hyper_place, SCHEDULER_KEYS
 from .callback import *
 
 # %% ../nbs/10_checkpoint.ipynb #afb11afb
@@ -42,8 +42,10 @@ def atomic_write(path, # the file to write
         os.replace(tmp, path)            # atomic on POSIX and Windows: readers see the old file or the new one
         fsync_folder(path.parent)        # the rename itself reaches the disk, not only the file's bytes
     except OSError as e:
-        if e.errno != errno.ENOSPC: raise
-        raise OSError(errno.ENOSPC, f"no space left on the device writing {path}; the previous file, if any, is unchanged") from e
+        why = {errno.ENOSPC: "no space left on the device", errno.EFBIG: "the file would pass this process's size limit (ulimit -f)",
+               errno.EACCES: f"no permission to write in {path.parent}", errno.EROFS: f"{path.parent} is on a read-only file system"}.get(e.errno)
+        if why is None: raise
+        raise type(e)(e.errno, f"{why} writing {path}; the previous file, if any, is unchanged") from e
     finally:
         if tmp.exists(): tmp.unlink()
     return path
@@ -114,6 +116,29 @@ def check_model_state(model:nn.Module, # the model the state is for
         got = state.get(k)
         if torch.is_tensor(got) and got.shape != v.shape:
             raise CheckpointError(f"{path}: {k!r} has shape {tuple(got.shape)} in the file but {tuple(v.shape)} in the model")
+
+def check_opt_state(opt, # the optimizer the state is for
+                    state:dict, # an optimizer's state dict, from a file
+                    path): # the file, for the messages
+    "Check that an optimizer's saved state fits `opt`: the same optimizer (its steppers, or a torch optimizer's options), as many param groups of as many parameters; else raise `CheckpointError` naming `path` and what differs."
+    if not isinstance(state, dict) or not isinstance(state.get('param_groups'), list) or not isinstance(state.get('state'), dict):
+        raise CheckpointError(f"{path}: the optimizer state is not an optimizer's state dict (with 'state' and 'param_groups')")
+    mine, theirs = opt.param_groups, state['param_groups']
+    if isinstance(opt, Optimizer):
+        steppers = [stepper_name(s) for s in opt.steppers]
+        if state.get('steppers', steppers) != steppers:
+            raise CheckpointError(f"{path}: the optimizer state is of an optimizer made of {state['steppers']}, this {type(opt).__name__} "
+                                  f"is made of {steppers}")
+    else:                                   # a torch optimizer's groups name its options: SGD's `momentum`, Adam's `betas`
+        other = sorted({k for g in theirs for k in g} - {k for g in mine for k in g} - SCHEDULER_KEYS)
+        if other: raise CheckpointError(f"{path}: the optimizer state has {other}, which {type(opt).__name__} does not: it was saved by another optimizer")
+    if len(theirs) != len(mine):
+        raise CheckpointError(f"{path}: the optimizer state has {len(theirs)} param group(s), this optimizer {len(mine)}: "
+                              f"make the optimizer as the run did (the same splitter)")
+    for i, (t, m) in enumerate(zip(theirs, mine)):
+        if len(t.get('params', ())) != len(m['params']):
+            raise CheckpointError(f"{path}: param group {i} has {len(t.get('params', ()))} parameters in the file, {len(m['params'])} here")
+
 
 # %% ../nbs/10_checkpoint.ipynb #ca5de310
 def check_file_name(name, # what was given as a file's name
@@ -269,8 +294,10 @@ class CheckpointCallback(Callback):
                  every_n_batches:int=None, # also save after every this many training batches
                  every_epoch:bool=True): # save at the end of each epoch
         if not isinstance(fname, os.PathLike): check_file_name(fname, 'CheckpointCallback: fname')
-        self.fname, self.every_epoch = fname, every_epoch
+        self.fname, self.every_epoch = fname, check_flag('every_epoch', every_epoch)
         self.every_n_batches = check_number('every_n_batches', every_n_batches, 1, integer=True, none_ok=True)
+        if not every_epoch and every_n_batches is None:
+            raise ValueError("CheckpointCallback(every_epoch=False, every_n_batches=None) would never save: give every_n_batches, or every_epoch=True")
 
     @property
     def path(self)->Path:
@@ -294,8 +321,8 @@ class CheckpointCallback(Callback):
              batches_done:int): # how many of its training batches are done
         "Write a checkpoint, atomically, unless the last loss, the weights or the optimizer's state is not finite (the last good one stays then)."
         learn = self.learn
-        if learn.loss is not None and not torch.isfinite(learn.loss.detach()).all(): return
-        bad = first_non_finite(learn)
+        bad = None if learn.loss is None or torch.isfinite(learn.loss.detach()).all() else f"the last loss ({learn.loss.item():.4g})"
+        bad = bad or first_non_finite(learn)
         if bad is not None:
             warnings.warn(f"CheckpointCallback: no checkpoint at epoch {epoch}, batch {batches_done}: {bad} holds NaN or inf; "
                           f"{self.path} keeps the last good one")
@@ -318,7 +345,12 @@ class CheckpointCallback(Callback):
 class ResumeCallback(Callback):
     "Puts a fit back where a checkpoint left it: weights, optimizer, counters, history, random generators, data order."
     order = 75   # after the Recorder and ParamScheduler have set up (50, 60), before CheckpointCallback (80)
-    def __init__(self, file): self.file, self.ck = file, None  # the checkpoint's name under `path/model_dir`, or a path
+    def __init__(self,
+                 file, # the checkpoint's name under `path/model_dir`, or a path
+                 lr=None, # the learning rate the resumed fit was given: it must be the run's, unless a schedule sets it
+                 wd=None): # the weight decay it was given: the same
+        if not isinstance(file, (str, os.PathLike)): raise TypeError(f"resume_from must be a checkpoint's name or a pathlib.Path, got {file!r}")
+        self.file, self.ck, self.given = file, None, {'lr': lr, 'wd': wd}
 
     def before_fit(self):
         learn = self.learn
@@ -326,6 +358,8 @@ class ResumeCallback(Callback):
         ck = load_checkpoint(self.ckpt_path)
         check_settings(ck["settings"], fit_settings(learn), self.ckpt_path)
         check_model_state(plain_model(learn.model), ck["model"], self.ckpt_path)
+        check_opt_state(learn.opt, ck['opt'], self.ckpt_path)
+        self._check_given(learn, ck)                              # everything is checked before anything changes
         plain_model(learn.model).load_state_dict(ck['model'])
         learn.opt.load_state_dict(ck['opt'])
         if ck['recorder'] is not None and hasattr(learn, 'recorder'): learn.recorder.load_state_dict(ck['recorder'])
@@ -334,6 +368,19 @@ class ResumeCallback(Callback):
             set_rng_states(ck['rng'][_rank()])
             gen = _data_generator(learn.dls.train)
             if gen is not None and ck['data_rng'] is not None: gen.set_state(ck['data_rng'])
+
+    def _check_given(self, learn, ck):
+        "Refuse a learning rate or weight decay given to the resumed fit that differs from the run's: the checkpoint's would silently replace it."
+        scheduled = {k for cb in learn.cbs if callable(getattr(cb, 'fingerprint', None)) for k in cb.fingerprint()}
+        for name, given in self.given.items():
+            place = hyper_place(learn.opt, name)
+            if given is None or name in scheduled or place is None: continue
+            get = lambda g: float(g[place] if isinstance(place, str) else g[place[0]][place[1]])
+            now, run = [get(g) for g in learn.opt.param_groups], [get(g) for g in ck['opt']['param_groups']]
+            if not all(math.isclose(a, b, rel_tol=1e-6) for a, b in zip(now, run)):
+                raise ValueError(f"fit({name}={given!r}, resume_from={self.file!r}): the run trained with {name} {run[-1]:g}"
+                                 f"{f' (per group {run})' if len(run) > 1 else ''}, and resuming goes on with the run's optimizer, "
+                                 f"so {name}={given!r} would be ignored: leave {name} out, or give the run's")
 
     def before_train(self):
         learn, ck = self.learn, self.ck

@@ -14,6 +14,7 @@ import torch
 from fastcore.basics import patch
 import torch.distributed as dist
 from torch import nn
+from .optimizer import check_number
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from .callback import *
 from .checkpoint import plain_model, is_main_process, all_ranks
@@ -21,11 +22,13 @@ from .learner import *
 
 # %% ../nbs/11_distributed.ipynb #42d55a24
 def rank_distrib()->int:
-    "This process's rank in a distributed run launched by `torchrun` (0 outside one)."
-    return int(os.environ.get('RANK', 0))
+    "This process's rank in a distributed run launched by `torchrun` (0 outside one): the process group's, once joined; before, `RANK` when `WORLD_SIZE` says there are several processes (a stale `RANK` alone counts for nothing)."
+    if dist.is_available() and dist.is_initialized(): return dist.get_rank()
+    return int(os.environ.get('RANK', 0)) if num_distrib() > 1 else 0
 
 def num_distrib()->int:
-    "How many processes a `torchrun` launch runs (1 outside one)."
+    "How many processes a `torchrun` launch runs (1 outside one): the process group's size, once joined; before, `WORLD_SIZE`."
+    if dist.is_available() and dist.is_initialized(): return dist.get_world_size()
     return int(os.environ.get('WORLD_SIZE', 1))
 
 # %% ../nbs/11_distributed.ipynb #d894db77
@@ -49,7 +52,7 @@ def _sharded(dl, train:bool, seed:int):
 class DistributedTrainer(Callback):
     "Trains data-parallel with torch's `DistributedDataParallel`: the model wrapped, the data sharded, results combined over ranks."
     order = 51   # after the Recorder (50), whose per-rank results it averages; before the table is printed (60)
-    def __init__(self, seed:int=0): self.seed = seed   # the shuffling seed, the same on every rank
+    def __init__(self, seed:int=0): self.seed = check_number('seed', seed, integer=True)   # the shuffling seed, the same on every rank
 
     def before_fit(self):
         learn = self.learn

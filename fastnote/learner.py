@@ -8,10 +8,11 @@ Docs: https://fastnote.github.io/fastnote/learner.html.md"""
 __all__ = ['norm_types', 'DataLoaders', 'default_device', 'to_device', 'model_device', 'DeviceCallback', 'find_bs', 'Metric',
            'AvgMetric', 'weighted_mean', 'as_metric', 'accuracy', 'error_rate', 'Recorder', 'ProgressCallback',
            'GatherPredsCallback', 'output_kind', 'decode_output', 'Summary', 'first_batch', 'as_picture',
-           'trainable_params', 'norm_params', 'body_head_splitter', 'detuplify', 'listify', 'split_batch', 'Learner']
+           'trainable_params', 'norm_params', 'body_head_splitter', 'detuplify', 'check_moms', 'check_folder',
+           'listify', 'split_batch', 'Learner']
 
 # %% ../nbs/07_learner.ipynb #e95fd0d9
-import inspect, math, time, warnings
+import inspect, math, os, time, warnings
 from contextlib import contextmanager
 from pathlib import Path
 import torch
@@ -21,7 +22,7 @@ from .optimizer import check_number, check_hyper, per_group, opt_hypers, set_opt
 from .adam import Adam
 from .callback import *
 from .checkpoint import (CheckpointError, safe_load, check_model_state, atomic_save, plain_model, is_main_process,
-                         ResumeCallback, file_in)
+                         ResumeCallback, file_in, check_opt_state)
 
 # %% ../nbs/07_learner.ipynb #e3e3ffde
 class DataLoaders:
@@ -32,7 +33,7 @@ class DataLoaders:
                  loss_func=None, # the loss these data call for: what a `Learner` given no `loss_func` uses, as fastai's data say
                  vocab=None): # the names of the classes, in the order of the targets' indices: what `predict` decodes to
         for name, dl in (('train', train), ('valid', valid)):
-            if not hasattr(dl, '__iter__'):
+            if not hasattr(dl, '__iter__') or isinstance(dl, (str, bytes)):
                 raise TypeError(f"DataLoaders: {name} must be an iterable of batches, got {type(dl).__name__}: {dl!r}")
         if loss_func is not None and not callable(loss_func):
             raise TypeError(f"DataLoaders: loss_func must be callable (loss_func(pred, target)), got {loss_func!r}")
@@ -136,8 +137,13 @@ class AvgMetric(Metric):
         "Forget the batches seen so far."
         self._parts = []
     def accumulate(self, learn):
-        "Keep this batch's value of `func` and its size."
-        self._parts.append((self.func(learn.pred, *learn.yb), find_bs(learn.yb)))
+        "Keep this batch's value of `func` (one number: the batch's mean) and its size."
+        v = self.func(learn.pred, *learn.yb)
+        if torch.is_tensor(v) and v.numel() != 1:
+            raise ValueError(f"metric {self.name!r} must return one number per batch (its mean over the batch), got a tensor of shape {tuple(v.shape)}")
+        if not (torch.is_tensor(v) or isinstance(v, (int, float)) and not isinstance(v, bool)) or getattr(v, 'is_complex', lambda: False)():
+            raise TypeError(f"metric {self.name!r} must return one number per batch (a float or a one-value tensor), got {v!r:.80} of type {type(v).__name__}")
+        self._parts.append((v, find_bs(learn.yb)))
     @property
     def value(self):
         "The mean over the items of all batches since `reset`, None if there were none."
@@ -352,7 +358,8 @@ class ProgressCallback(Callback):
                  show_bars:bool|None=None, # draw the bars: None when the output is a terminal or a notebook, True always, False never
                  show_table:bool=True, # print a row of results after each epoch
                  refresh:float=0.2): # seconds between updates of the smoothed loss shown on the batch bar
-        self.show_bars, self.show_table, self.refresh = show_bars, show_table, refresh
+        self.show_bars, self.show_table = check_flag('show_bars', show_bars, none_ok=True), check_flag('show_table', show_table)
+        self.refresh = check_number('refresh', refresh, 0)
         self._epoch_bar = self._bar = None
 
     def before_fit(self):
@@ -476,6 +483,9 @@ def decode_output(loss_func, # the loss the model was trained with: it says what
         if kind == 'log-probs': kind = 'single-label'
         index = probs.argmax(-1) if kind == 'single-label' else probs > thresh if kind == 'multi-label' else probs
     if kind == 'single-label':
+        if index.numel() != 1:
+            raise ValueError(f"one item's output has shape {tuple(out.shape)}, which holds {index.numel()} predictions: predict takes one "
+                             f"item without its batch dimension (for a batch, use get_preds)")
         if vocab is not None and not 0 <= int(index) < len(vocab):
             raise ValueError(f"the model predicts class {int(index)}, but vocab has {len(vocab)} names: {vocab!r:.200}")
         return (int(index) if vocab is None else vocab[int(index)]), index, probs
@@ -548,6 +558,22 @@ def detuplify(x):
     "The one element of a 1-tuple, else `x` itself: how fastai's `x` and `y` read `xb` and `yb`."
     return x[0] if isinstance(x, (tuple, list)) and len(x) == 1 else x
 
+def check_moms(moms, # momentum at the start, the middle and the end of a one-cycle schedule
+               name:str='moms')->tuple: # what they are, for the message
+    "Check the three momentums of a one-cycle schedule, `(start, middle, end)` (a list, an array or a tensor of three too), and return them as a tuple."
+    values = moms.tolist() if hasattr(moms, 'tolist') else moms
+    if not isinstance(values, (tuple, list)):
+        raise TypeError(f"{name} must be three momentums (start, middle, end) of a one-cycle schedule, e.g. (0.95, 0.85, 0.95), got {moms!r}")
+    if len(values) != 3:
+        raise ValueError(f"{name} must be three momentums (start, middle, end), e.g. (0.95, 0.85, 0.95), got {len(values)}: {moms!r}")
+    return tuple(check_hyper('mom', m) for m in values)
+
+def check_folder(name:str, # what the folder is, for the message
+                 value)->Path: # a str or a `pathlib.Path`
+    "A folder given as a str or a path, as a `Path`; anything else (None, a number) is refused, naming it."
+    if not isinstance(value, (str, os.PathLike)): raise TypeError(f"{name} must be a folder (a str or a pathlib.Path), got {value!r}")
+    return Path(value)
+
 def listify(x)->list:
     "Turn a value into a list: a list or tuple as one, None as `[]`, anything else as `[x]`."
     if x is None: return []
@@ -598,11 +624,14 @@ class Learner:
                             "as fastai takes it from the data")
         for name, f in (('loss_func', loss_func), ('opt_func', opt_func), ('splitter', splitter)):
             if not callable(f): raise TypeError(f"{name} must be callable, got {f!r}")
-        for x in ([lr.start, lr.stop] if isinstance(lr, slice) else lr if isinstance(lr, (list, tuple)) else [lr]):
-            if x is not None: check_hyper('lr', x)
+        for name, v in (('lr', lr), ('wd', wd)):        # one value, one per group, or a slice: each is checked
+            v = v.tolist() if hasattr(v, 'tolist') and getattr(v, 'ndim', 0) else v
+            for x in ([v.start, v.stop] if isinstance(v, slice) else v if isinstance(v, (list, tuple)) else [v]):
+                if x is not None: check_hyper(name, x)
         self.dls, self.model, self.loss_func, self.opt_func, self.lr, self.splitter = dls, model, loss_func, opt_func, lr, splitter
-        self.metrics, self.wd, self.moms, self.train_bn, self.frozen_idx = listify(metrics), wd, tuple(moms), bool(train_bn), 0
-        self.path, self.model_dir = Path(path), Path(model_dir)
+        self.metrics, self.wd, self.moms, self.frozen_idx = listify(metrics), wd, check_moms(moms), 0
+        self.train_bn, default_cbs = check_flag('train_bn', train_bn), check_flag('default_cbs', default_cbs)
+        self.path, self.model_dir = check_folder('path', path), check_folder('model_dir', model_dir)
         self.opt, self.cbs, self._handlers, self._training, self._event, self.logger = None, [], None, False, None, print
         self.epoch, self.n_epoch, self.iter, self.n_iter, self.train_iter, self.pct_train = 0, 1, 0, 0, 0, 0.
         self.dl = self.xb = self.yb = self.pred = self.loss = None
@@ -620,10 +649,15 @@ class Learner:
             reset_opt:bool=False, # make a new optimizer (fresh state) even if there is one
             resume_from=None): # a checkpoint (name under `path/model_dir`, or a file) to go on from: see `ResumeCallback`
         "Train the model for `n_epoch` epochs, validating after each: the loop in which callbacks run."
-        check_number('n_epoch', n_epoch, 0, integer=True)
+        n_epoch, reset_opt = check_number('n_epoch', n_epoch, 0, integer=True), check_flag('reset_opt', reset_opt)
         if hasattr(self.dls.train, '__len__') and len(self.dls.train) == 0:
             raise ValueError(f"the training data has no batches: dls.train is {self.dls.train!r}")
-        cbs = listify(cbs) + ([] if resume_from is None else [ResumeCallback(resume_from)])
+        for name, dl in (('train', self.dls.train), ('valid', self.dls.valid)):
+            if n_epoch > 1 and hasattr(dl, '__next__'):      # an iterator, not an iterable: one pass and it is empty
+                raise TypeError(f"dls.{name} is a one-shot iterator ({type(dl).__name__}): the first epoch would use up its "
+                                f"batches and epochs 2 to {n_epoch} would {'train' if name == 'train' else 'validate'} on nothing; "
+                                f"give DataLoaders re-iterable data (a list, a DataLoader)")
+        cbs = listify(cbs) + ([] if resume_from is None else [ResumeCallback(resume_from, lr=lr, wd=wd)])
         with self.added_cbs(cbs):
             if reset_opt or self.opt is None: self.create_opt()
             wd = self.wd if wd is None else wd
@@ -631,8 +665,11 @@ class Learner:
             set_opt_hypers(self.opt, lr=self.lr if lr is None else lr)
             self.n_epoch = n_epoch
             try: self._with_events(self._do_fit, 'fit', CancelFitException)
-            except BaseException as e: self._on_error(e); raise
-            finally: self._end_fit()
+            except BaseException as e:
+                self._on_error(e)
+                self._end_fit(e)
+                raise
+            self._end_fit()
 
     def _do_fit(self):
         for self.epoch in range(self.epoch, self.n_epoch):   # from 0 (TrainEvalCallback's before_fit), or where a resume left it
@@ -654,6 +691,8 @@ class Learner:
         for b in self.dl:
             self.one_batch(b)
             self.iter += 1
+        if self.training and self.iter == 0:       # an iterable without len(): it is only known empty now
+            raise ValueError(f"the training data gave no batches in epoch {self.epoch}: dls.train is {self.dls.train!r}")
 
     def one_batch(self, b):
         "Run one batch: prediction and loss, then, in training, backward, step and zero_grad."
@@ -662,11 +701,22 @@ class Learner:
         self._with_events(self._do_one_batch, 'batch', CancelBatchException)
 
     def _do_one_batch(self):
+        x, stage = self.xb[0], 'training' if self.training else 'validation'
+        if torch.is_tensor(x) and x.ndim and not len(x):
+            raise ValueError(f"{stage} batch {self.iter} has no items (inputs of shape {tuple(x.shape)}): its loss would be "
+                             f"NaN; leave empty batches out of the data")
+        if self.training and not self.yb:
+            raise ValueError(f"training batch {self.iter} has no target: it has 1 element, and a batch is (inputs..., target); "
+                             f"a batch of inputs only can be predicted (get_preds), not trained on")
         self.pred = self.model(*self.xb)
         self('after_pred')
-        if self.yb: self.loss = self.loss_func(self.pred, *self.yb)
+        if self.yb:
+            self.loss = self.loss_func(self.pred, *self.yb)
+            if not torch.is_tensor(self.loss):
+                raise TypeError(f"the loss function must return a tensor computed from the predictions, got {self.loss!r:.80} of "
+                                f"type {type(self.loss).__name__}: a Python number cannot be backpropagated")
         self('after_loss')
-        if not self.training or not self.yb: return
+        if not self.training: return
         self._with_events(self._backward, 'backward', CancelBackwardException)
         self._with_events(self.opt.step, 'step', CancelStepException)
         self.opt.zero_grad()
@@ -675,6 +725,9 @@ class Learner:
         if self.loss.numel() != 1:
             raise ValueError(f"the loss must be one number to backpropagate, got a tensor of shape {tuple(self.loss.shape)}: "
                              f"reduce it (a mean or a sum; for torch's losses, reduction='mean')")
+        if not self.loss.requires_grad:
+            raise ValueError(f"the loss {self.loss!r:.60} does not depend on the model's parameters (it has no grad_fn): it was "
+                             f"detached (.detach(), .item(), torch.no_grad()) or computed from the targets alone")
         self.loss.backward()
 
     def _with_events(self, f, stage:str, cancel:type):
@@ -751,7 +804,13 @@ class Learner:
         "Add callback `cb` (an instance, or a class to instantiate); it becomes `self.<cb.name>`."
         if isinstance(cb, type): cb = cb()
         if not isinstance(cb, Callback): raise TypeError(f"callbacks must be Callback instances or classes, got {cb!r}")
-        check_event_names(cb)
+        if any(c is cb for c in self.cbs):
+            raise ValueError(f"callback {cb!r} is already in this Learner: added twice, it would run twice at every event; "
+                             f"to have two, add two instances")
+        if cb.learn is not None and cb.learn is not self:
+            raise ValueError(f"callback {cb!r} is in another Learner: one instance keeps one Learner's state; remove it from "
+                             f"that one (remove_cb) or give this one a new instance")
+        check_callback(cb); check_event_names(cb)
         sort_callbacks(self.cbs + [cb])      # a cycle of run_before / run_after is refused now, not at the first event
         old = getattr(self, cb.name, None)
         if old is not None and not isinstance(old, Callback):
@@ -765,7 +824,9 @@ class Learner:
     def remove_cb(self, cb):
         "Remove callback `cb`, or every callback of class `cb`."
         if isinstance(cb, type): return self.remove_cbs([c for c in self.cbs if isinstance(c, cb)])
-        if cb in self.cbs: self.cbs.remove(cb)
+        if not isinstance(cb, Callback): raise TypeError(f"remove_cb takes a Callback instance or class, got {cb!r}")
+        if not any(c is cb for c in self.cbs): return self          # not in this Learner: nothing to remove, its Learner kept
+        self.cbs.remove(cb)
         if getattr(self, cb.name, None) is cb: delattr(self, cb.name)
         object.__setattr__(cb, 'learn', None)
         self.events_changed()
@@ -861,10 +922,14 @@ class Learner:
                   with_loss:bool=False, # also return each item's loss, last (the loss must take `reduction='none'`, as torch's do)
                   act=None): # a function applied to the predictions, e.g. `partial(torch.softmax, dim=-1)`
         "Predictions and targets for every item of `dl`, on the CPU: `(preds, targets)`, with inputs and losses if asked."
+        with_input, with_loss = check_flag('with_input', with_input), check_flag('with_loss', with_loss)
+        if act is not None and not callable(act):
+            raise TypeError(f"act must be a function applied to the predictions, e.g. partial(torch.softmax, dim=-1), got {act!r}")
         if with_loss and not _takes_reduction(self.loss_func):
             raise ValueError(f"get_preds(with_loss=True) needs a loss that takes `reduction='none'`, like torch's; {self.loss_func!r} does not")
         gather = GatherPredsCallback(with_input, with_loss)
         self._evaluate(dl, gather)
+        if not gather.preds: raise ValueError(f"get_preds: no batches to predict in {self.dls.valid if dl is None else dl!r:.80}")
         preds = _concat(gather.preds)
         if act is not None: preds = act(preds)
         res = [preds, _concat(gather.targets)]
@@ -880,8 +945,18 @@ class Learner:
     def model_output(self,
                      item): # one input without its batch dimension (a tuple of them for a model with several inputs)
         "The model's raw output for one input `item`: computed in eval mode without gradients, returned on the CPU."
-        xs = item if isinstance(item, tuple) else (item,)
-        with self._inference() as dev: out = self.model(*(to_device(torch.as_tensor(x), dev)[None] for x in xs))
+        xs = []
+        for x in (item if isinstance(item, tuple) else (item,)):
+            try: xs.append(torch.as_tensor(x))
+            except (TypeError, ValueError, RuntimeError):
+                raise TypeError(f"predict takes one input: a tensor (or an array) without its batch dimension, got {x!r:.80} of "
+                                f"type {type(x).__name__}") from None
+        with self._inference() as dev:
+            try: out = self.model(*(to_device(x, dev)[None] for x in xs))
+            except RuntimeError as e:             # torch's own shape errors, which do not say that predict added a dimension
+                shapes = ', '.join(str(tuple(x.shape)) for x in xs)
+                raise ValueError(f"predict: the model cannot take one item of shape {shapes} (given to it with a batch dimension of 1 "
+                                 f"added); predict takes one item without its batch dimension, shaped as in the data ({e})") from e
         return to_device(out[0], torch.device('cpu'))
 
     @contextmanager
@@ -961,12 +1036,16 @@ class Learner:
 
     def _evaluate(self, dl=None, cbs=None):
         "Run the validation stage alone (`before_validate` ... `after_validate`) on `dl`, default `dls.valid`, then restore the loop's state."
+        data = self.dls.valid if dl is None else dl
+        if not hasattr(data, '__iter__') or isinstance(data, (str, bytes)):
+            raise TypeError(f"dl must be an iterable of batches, like dls.valid, got {type(data).__name__}: {data!r:.80}")
+        if hasattr(data, '__len__') and len(data) == 0: raise ValueError(f"no batches to evaluate: dl is {data!r:.80}")
         saved, was_training = {k: getattr(self, k) for k in _LOOP_STATE}, self.model.training
         with self.added_cbs(cbs), self.no_bar():
             try: self._do_epoch_validate(dl=dl)
             except BaseException as e:
                 self._on_error(e, zero_grad=False)
-                for cb in list(self.cbs): cb.cleanup()          # let callbacks release what they hold (an autocast, a file)
+                self._cleanup(e)                                 # let callbacks release what they hold (an autocast, a file)
                 raise
             finally:
                 for k, v in saved.items(): setattr(self, k, v)    # so that a callback may validate in the middle of a fit
@@ -978,6 +1057,7 @@ class Learner:
              file:str, # name of the file, without folder or extension: it goes to `path/model_dir/file.pth` (a `pathlib.Path`: that file)
              with_opt:bool=True): # save the optimizer's state too
         "Save the model's weights (and the optimizer's state) to `path/model_dir/file.pth` atomically (rank 0 only); returns the path."
+        with_opt = check_flag('with_opt', with_opt)
         state = {'model': plain_model(self.model).state_dict()}
         if with_opt and self.opt is not None: state['opt'] = self.opt.state_dict()
         path = self._model_file(file)
@@ -992,6 +1072,7 @@ class Learner:
              with_opt:bool=True, # load the optimizer's state too, if the file has it
              strict:bool=True): # the model's keys must match the file's exactly
         "Load the weights that `save` wrote, and the optimizer's state (making the optimizer first if needed)."
+        with_opt, strict = check_flag('with_opt', with_opt), check_flag('strict', strict)
         path = self._model_file(file)
         if not path.exists(): raise FileNotFoundError(f"no saved model at {path}")
         state = safe_load(path, map_location=device or model_device(self.model) or 'cpu')
@@ -999,12 +1080,13 @@ class Learner:
             raise CheckpointError(f"{path} was not written by Learner.save: it has no 'model' entry")
         model = plain_model(self.model)
         check_model_state(model, state['model'], path, strict)
+        with_opt = with_opt and 'opt' in state
+        if with_opt:                                    # everything is checked before anything changes
+            if self.opt is None: self.create_opt()
+            check_opt_state(self.opt, state['opt'], path)
+        elif 'opt' not in state: warnings.warn(f"{path} has no optimizer state: the optimizer is left as it was")
         model.load_state_dict(state['model'], strict=strict)
-        if with_opt:
-            if 'opt' not in state: warnings.warn(f"{path} has no optimizer state: the optimizer is left as it was")
-            else:
-                if self.opt is None: self.create_opt()
-                self.opt.load_state_dict(state['opt'])
+        if with_opt: self.opt.load_state_dict(state['opt'])
         return self
 
     def _model_file(self, file)->Path: return file_in(self.path/self.model_dir, file)   # a name, or a pathlib.Path on purpose
@@ -1041,8 +1123,22 @@ class Learner:
             add_note(e, f"fastnote: raised {_NEXT_STEP.get(self._event, f'after event {self._event}')}{self.where()}")
         if zero_grad and self.opt is not None: self.opt.zero_grad()   # no half-finished batch's gradients leak into the next fit
 
-    def _end_fit(self):
+    def _end_fit(self, error:BaseException=None):
         optimizer_mode(self.opt, False)                  # the weights to save, export and predict with
         self.dl = self.xb = self.yb = self.pred = self.loss = None
         for cb in self.cbs: cb.run = True                 # a callback silenced for this fit runs again in the next
-        for cb in list(self.cbs): cb.cleanup()
+        self._cleanup(error)
+
+    def _cleanup(self, error:BaseException=None):
+        "Run every callback's `cleanup`, even after one fails: a failure is a note on `error`, the error being handled, or raised when there is none."
+        failed = []
+        for cb in list(self.cbs):
+            try: cb.cleanup()
+            except Exception as e: failed.append((cb, e))
+        notes = [f"fastnote: {type(cb).__name__}.cleanup() also raised {type(e).__name__}: {e}" for cb, e in failed]
+        if error is not None:
+            for note in notes: error.add_note(note)
+        elif failed:
+            first = failed[0][1]
+            for note in notes[1:]: first.add_note(note)
+            raise first

@@ -206,6 +206,7 @@ class TrackerCallback(Callback):
                  comp=None, # `comp(a, b)` is true when `a` is better than `b`; None: `<` for losses and errors, else `>`
                  min_delta:float=0.): # how much better than the best a value must be to count as an improvement
         if not isinstance(monitor, str): raise TypeError(f"monitor must be a name (a str), got {monitor!r}")
+        if comp is not None and not callable(comp): raise TypeError(f"comp must be a function comp(a, b), true when a is better (operator.lt...), got {comp!r}")
         self.monitor, self.min_delta = monitor, check_number('min_delta', min_delta, 0)
         self.comp = comp if comp is not None else operator.lt if _lower_is_better(monitor) else operator.gt
         self.best = self.best_epoch = None
@@ -275,7 +276,7 @@ class SaveModelCallback(TrackerCallback):
                  every_epoch:bool=False, # save `{fname}_{epoch}` after every epoch instead (and load nothing at the end)
                  with_opt:bool=True): # save (and load) the optimizer's state too
         super().__init__(monitor, comp, min_delta)
-        if not isinstance(every_epoch, bool): raise TypeError(f"every_epoch must be True or False, got {every_epoch!r}")
+        every_epoch, with_opt = check_flag('every_epoch', every_epoch), check_flag('with_opt', with_opt)
         if isinstance(fname, os.PathLike):       # `every_epoch` makes names from it: `model_3`
             raise TypeError(f"SaveModelCallback: fname must be a name (a str), kept in learn.path/learn.model_dir; got the path {fname!r}")
         check_file_name(fname, 'SaveModelCallback: fname')
@@ -307,7 +308,7 @@ class CSVLogger(Callback):
                  fname:str='history.csv', # the file's name in `learn.path` (a `pathlib.Path`: that file)
                  append:bool=False): # add the rows to an existing file (with the same columns) instead of replacing it
         if not isinstance(fname, os.PathLike): check_file_name(fname, 'CSVLogger: fname')
-        self.fname, self.append = fname, append
+        self.fname, self.append = fname, check_flag('append', append)
         self._file = self._writer = self._written = self._bytes = None
 
     @property
