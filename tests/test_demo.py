@@ -7,7 +7,8 @@ from conftest import run
 pytest.importorskip('sklearn', reason="the demo's data comes from scikit-learn (fastnote's demo and dev extras)")
 
 DEMO = Path(sys.executable).parent/'fastnote-demo'
-OPTIMIZERS = ('sgd', 'sgd_mom', 'rmsprop', 'adam', 'adamw')
+OPTIMIZERS = ('sgd', 'sgd_mom', 'rmsprop', 'adam', 'adamw', 'radam', 'lamb', 'larc', 'nadam', 'qhadam', 'ranger', 'lion',
+              'schedule_free', 'adafactor', 'muon')     # the demo's names, written out: a test of what it offers
 
 
 def demo(*args, cwd):
@@ -35,17 +36,19 @@ def test_trains_prints_the_table_and_writes_the_plots(tmp_path):
     assert 'Traceback' not in res.stderr, res.stderr
 
 
-def test_compare_ranks_the_five_optimizers(tmp_path):
+def test_compare_ranks_every_optimizer(tmp_path):
     res = demo('--compare', '--epochs', 1, '--out', tmp_path, '--no-bar', cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     board = res.stdout[res.stdout.index('leaderboard'):].splitlines()
-    ranked = [l.split()[1] for l in board[2:7]]                                   # title, header, then five rows
+    ranked = [l.split()[1] for l in board[2:2 + len(OPTIMIZERS)]]                 # title, header, then one row each
     assert sorted(ranked) == sorted(OPTIMIZERS), res.stdout
     assert is_png(tmp_path/'compare.png')
+    assert '[13/15] schedule_free, constant lr 0.01' in res.stdout, res.stdout     # its own schedule
 
 
 @pytest.mark.parametrize('args,named', [(['--opt', 'nope'], "'nope'"), (['--epochs', '0'], '0'), (['--lr', '-1'], '-1'),
-                                        (['--sched', 'cosine'], "'cosine'")])
+                                        (['--sched', 'cosine'], "'cosine'"),
+                                        (['--compare', '--sched', 'constant'], 'leave out --sched constant')])
 def test_bad_option_is_one_line_not_a_traceback(tmp_path, args, named):
     res = demo(*args, '--out', tmp_path/'out', cwd=tmp_path)
     assert res.returncode != 0
@@ -60,7 +63,7 @@ def test_help_shows_the_choices(tmp_path):
     "`--help` shows what each name option takes, not a placeholder such as `--opt (str)`."
     res = demo('--help', cwd=tmp_path)
     assert res.returncode == 0, res.stderr
-    for shown in ('--opt {sgd,sgd_mom,rmsprop,adam,adamw}', '--sched {one_cycle,constant}', '--out DIR'):
+    for shown in ('--opt {' + ','.join(OPTIMIZERS) + '}', '--sched {one_cycle,constant}', '--out DIR'):
         assert shown in res.stdout, res.stdout
     assert '(str)' not in res.stdout, res.stdout
 

@@ -308,3 +308,18 @@ def test_adafactor_eps1_none_is_each_dtypes_machine_epsilon():
         for x, y in zip(a, b): x.grad = 1e-9 * torch.randn(x.shape, generator=g, dtype=x.dtype); y.grad = x.grad.clone()
         mine.step(); [o.step() for o in theirs]
     assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_fit_one_cycle_drives_muon_groups_of_different_momenta():
+    "muon_groups gives Muon's group mom 0.95 and AdamW's 0.9: one-cycle's momentum schedule sets both alike, as fastai does."
+    import torch.nn.functional as F
+    from fastnote import Learner, DataLoaders
+    g = torch.Generator().manual_seed(0)
+    data = [(torch.randn(16, 8, generator=g), torch.randint(0, 3, (16,), generator=g)) for _ in range(4)]
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    learn = Learner(DataLoaders(data, data[:1]), model, F.cross_entropy, opt_func=lambda ps, lr: Muon(muon_groups(ps), lr), lr=1e-2)
+    assert [g['mom'] for g in learn.create_opt().param_groups] == [0.95, 0.9]
+    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(1)
+    moms = learn.recorder.hps['mom']
+    assert 0.85 <= min(moms) < max(moms) <= 0.95 and len({g['mom'] for g in learn.opt.param_groups}) == 1
