@@ -12,12 +12,12 @@ A Lookahead step is the inner step plus, every `k` steps, one pass over the weig
 so a noisy machine slows all of them alike. Prints ratios (fastnote / peer); lower is faster.
 Run: `python bench/lookahead.py`, `--rounds 9`, `--fastai-site /path/to/site-packages`.
 """
-import argparse, statistics, sys, time
+import argparse, sys
 from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from optimizers import resnet18_shapes, params_with_grads            # the shapes of bench/optimizers.py
+from optimizers import resnet18_shapes, params_with_grads, time_steps   # the shapes and timing of bench/optimizers.py
 from fastnote.adam import Adam
 from fastnote.trust import RAdam
 from fastnote.lookahead import NAdam, QHAdam, Lookahead, ranger
@@ -29,18 +29,6 @@ def fastai_optimizer():
         import fastai.optimizer as fo
         return fo
     except ImportError: return None
-
-
-def time_steps(opts:dict, rounds:int, steps:int)->dict:
-    "Median seconds per step of each optimizer, interleaving them round by round."
-    for opt in opts.values(): opt.step(); opt.step()            # warm up: state made, caches hot
-    times = {k: [] for k in opts}
-    for _ in range(rounds):
-        for k, opt in opts.items():
-            start = time.perf_counter()
-            for _ in range(steps): opt.step()
-            times[k].append((time.perf_counter() - start) / steps)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def report(title:str, t:dict, pairs:list):

@@ -4,6 +4,8 @@ tensor cut into blocks, missing gradients; for schedule-free also the eval()/tra
 eval mode. State dicts, torch's schedulers, fit_one_cycle, and the errors for bad hyper-parameters."""
 import io, warnings
 import pytest, torch
+import problems
+from problems import max_rel_diff
 from fastnote.optimizer import Optimizer
 from fastnote.after_adam import Lion, AdamWScheduleFree, advance_average
 
@@ -20,26 +22,11 @@ def small_blocks(monkeypatch):
     monkeypatch.setattr(Optimizer, 'block_size', 256)
 
 
-def make_params(seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return [torch.randn(s, generator=g).requires_grad_() for s in SHAPES]
-
-
+def make_params(seed=0): return problems.make_params(SHAPES, seed)
 def set_grads(ps, t, drop=0., drop_group=None):
-    "Noise of a different size per tensor, plus 0.1 p; a fraction `drop` of them None; `drop_group` (a slice) all None."
-    g = torch.Generator().manual_seed(10_000 + t)
-    for i, (p, scale) in enumerate(zip(ps, SCALES)):
-        skip = torch.rand(1, generator=g).item() < drop
-        noise = torch.randn(p.shape, generator=g)
-        p.grad = None if skip or (drop_group is not None and i in range(6)[drop_group]) else scale * noise + 0.1 * p.detach()
-
-
-def groups(ps, lr):
-    return [{'params': ps[:2]}, {'params': ps[2:4], 'lr': 3 * lr}, {'params': ps[4:]}]
-
-
-def max_rel_diff(a, b):
-    return max(((x.detach() - y.detach()).abs().max() / y.detach().abs().max()).item() for x, y in zip(a, b))
+    "The shared problem's gradients; `drop_group` (a slice) all None."
+    problems.set_grads(ps, t, SCALES, drop, none=() if drop_group is None else range(6)[drop_group])
+groups = problems.three_groups
 
 
 def train(make, lr, n=100, drop=0., ps=None, start=0, modes=False, switch_at=(), drop_group_at=()):
@@ -244,16 +231,8 @@ def test_a_changing_mom_warns_once():
 
 def one_cycle_run(opt_func, moms=(0.95, 0.85, 0.95)):
     "The optimizer after a fit_one_cycle of 2 epochs, its lr and mom, and whether the parameters moved."
-    from fastnote import Learner, DataLoaders
-    g = torch.Generator().manual_seed(1)
-    batches = lambda n: [(torch.randn(8, 2, generator=g), torch.randn(8, 1, generator=g)) for _ in range(n)]
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
-    learn = Learner(DataLoaders(batches(6), batches(1)), model, torch.nn.MSELoss(), opt_func=opt_func)
-    learn.progress.show_table = False
-    before = [p.detach().clone() for p in model.parameters()]
-    learn.fit_one_cycle(2, lr_max=1e-2, moms=moms)
-    moved = any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    learn, before = problems.one_cycle_fit(opt_func, moms)
+    moved = any(not torch.equal(a, b) for a, b in zip(before, learn.model.parameters()))
     return learn, learn.opt.param_groups[0]['lr'], learn.opt.param_groups[0]['mom'], moved
 
 

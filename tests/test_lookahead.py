@@ -5,6 +5,8 @@ fit_one_cycle, the Learner's freeze, and the errors for bad hyper-parameters."""
 import copy, io, json
 from pathlib import Path
 import pytest, torch
+import problems
+from problems import max_rel_diff
 from fastnote.optimizer import Optimizer
 from fastnote.momentum import SGD
 from fastnote.adam import Adam
@@ -23,22 +25,9 @@ def small_blocks(monkeypatch):
     monkeypatch.setattr(Optimizer, 'block_size', 256)
 
 
-def make_params(seed=0, dtype=torch.float32):
-    g = torch.Generator().manual_seed(seed)
-    return [torch.randn(s, generator=g, dtype=dtype).requires_grad_() for s in SHAPES]
-
-
-def set_grads(ps, t, drop=0.):
-    "The fixture's gradients: noise of a different size per tensor, plus 0.1 p; a fraction `drop` of them None."
-    g = torch.Generator().manual_seed(10_000 + t)
-    for p, scale in zip(ps, SCALES):
-        skip = torch.rand(1, generator=g).item() < drop
-        noise = torch.randn(p.shape, generator=g, dtype=p.dtype)
-        p.grad = None if skip else scale * noise + 0.1 * p.detach()
-
-
-def groups(ps, lr):
-    return [{'params': ps[:2]}, {'params': ps[2:4], 'lr': 3 * lr}, {'params': ps[4:]}]
+def make_params(seed=0, dtype=torch.float32): return problems.make_params(SHAPES, seed, dtype)
+def set_grads(ps, t, drop=0.): problems.set_grads(ps, t, SCALES, drop)     # the fixture's gradients
+groups = problems.three_groups
 
 
 def train(make, lr, n=100, drop=0., ps=None, start=0, clear_at=None):
@@ -50,8 +39,6 @@ def train(make, lr, n=100, drop=0., ps=None, start=0, clear_at=None):
     return ps, opt
 
 
-def max_rel_diff(a, b):
-    return max(((x.detach() - y.detach()).abs().max() / y.detach().abs().max()).item() for x, y in zip(a, b))
 
 
 def fastnote_maker(case, torch_inner=False):

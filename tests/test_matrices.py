@@ -3,6 +3,8 @@ AdamW groups against torch.optim.AdamW: 100 steps, three param groups, mixed sha
 torch's schedulers, fit_one_cycle, and the errors for bad hyper-parameters. torch 2.13's Muon runs on matrices only."""
 import io
 import pytest, torch
+import problems
+from problems import max_rel_diff
 from fastnote.optimizer import Optimizer
 from fastnote.matrices import Adafactor, Muon, muon_groups, orthogonalize, NS_COEFFICIENTS
 
@@ -20,18 +22,8 @@ def small_blocks(monkeypatch):
     monkeypatch.setattr(Optimizer, 'block_size', 256)
 
 
-def make_params(shapes, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return [torch.randn(s, generator=g).requires_grad_() for s in shapes]
-
-
-def set_grads(ps, t, drop=0.):
-    "Noise of a different size per tensor plus 0.1 p; a fraction `drop` of them None."
-    g = torch.Generator().manual_seed(10_000 + t)
-    for i, p in enumerate(ps):
-        skip = torch.rand(1, generator=g).item() < drop
-        noise = torch.randn(p.shape, generator=g)
-        p.grad = None if skip else (0.1 + i) * noise + 0.1 * p.detach()
+make_params = problems.make_params
+def set_grads(ps, t, drop=0.): problems.set_grads(ps, t, [0.1 + i for i in range(len(ps))], drop)   # noise 0.1, 1.1, 2.1...
 
 
 def groups(ps, lr):
@@ -50,8 +42,6 @@ def train(make, shapes, lr, n=100, drop=0., ps=None, start=0, sched=None):
     return ps, opt
 
 
-def max_rel_diff(a, b):
-    return max(((x.detach() - y.detach()).abs().max() / y.detach().abs().max()).item() for x, y in zip(a, b))
 
 
 @pytest.mark.parametrize('foreach,drop', [(f, d) for f in (True, False) for d in (0., 0.3)])
@@ -220,16 +210,8 @@ def test_torch_scheduler_drives_muon():
 
 def one_cycle_run(opt_func):
     "lr and mom after a fit_one_cycle of 2 epochs (None for an optimizer without mom), and whether the parameters moved."
-    from fastnote import Learner, DataLoaders
-    g = torch.Generator().manual_seed(1)
-    batches = lambda n: [(torch.randn(8, 2, generator=g), torch.randn(8, 1, generator=g)) for _ in range(n)]
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
-    learn = Learner(DataLoaders(batches(6), batches(1)), model, torch.nn.MSELoss(), opt_func=opt_func)
-    learn.progress.show_table = False
-    before = [p.detach().clone() for p in model.parameters()]
-    learn.fit_one_cycle(2, lr_max=1e-2, moms=(0.95, 0.85, 0.95))
-    moved = all(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    learn, before = problems.one_cycle_fit(opt_func)
+    moved = all(not torch.equal(a, b) for a, b in zip(before, learn.model.parameters()))
     pg = learn.opt.param_groups[0]
     return type(learn.opt), pg['lr'], pg.get('mom'), moved
 

@@ -4,6 +4,8 @@ fit_one_cycle, and the errors for bad hyper-parameters."""
 import functools, io, json
 from pathlib import Path
 import pytest, torch
+import problems
+from problems import max_rel_diff
 from fastnote.optimizer import Optimizer
 from fastnote.trust import RAdam, Lamb, Larc, rectification, lamb_step, larc_step
 
@@ -19,22 +21,9 @@ def small_blocks(monkeypatch):
     monkeypatch.setattr(Optimizer, 'block_size', 256)
 
 
-def make_params(seed=0, dtype=torch.float32):
-    g = torch.Generator().manual_seed(seed)
-    return [torch.randn(s, generator=g, dtype=dtype).requires_grad_() for s in SHAPES]
-
-
-def set_grads(ps, t, drop=0.):
-    "The fixture's gradients: noise of a different size per tensor, plus 0.1 p; a fraction `drop` of them None."
-    g = torch.Generator().manual_seed(10_000 + t)
-    for p, scale in zip(ps, SCALES):
-        skip = torch.rand(1, generator=g).item() < drop
-        noise = torch.randn(p.shape, generator=g, dtype=p.dtype)
-        p.grad = None if skip else scale * noise + 0.1 * p.detach()
-
-
-def groups(ps, lr):
-    return [{'params': ps[:2]}, {'params': ps[2:4], 'lr': 3 * lr}, {'params': ps[4:]}]
+def make_params(seed=0, dtype=torch.float32): return problems.make_params(SHAPES, seed, dtype)
+def set_grads(ps, t, drop=0.): problems.set_grads(ps, t, SCALES, drop)     # the fixture's gradients
+groups = problems.three_groups
 
 
 def train(make, lr, n=100, drop=0., ps=None, start=0):
@@ -44,8 +33,6 @@ def train(make, lr, n=100, drop=0., ps=None, start=0):
     return ps, opt
 
 
-def max_rel_diff(a, b):
-    return max(((x.detach() - y.detach()).abs().max() / y.detach().abs().max()).item() for x, y in zip(a, b))
 
 
 def test_fixture_problem_is_the_same():
@@ -151,16 +138,8 @@ def test_torch_scheduler_drives_lr_and_momentum(name):
 
 def one_cycle_run(opt_func):
     "lr and mom after a fit_one_cycle of 2 epochs, and whether the parameters moved."
-    from fastnote import Learner, DataLoaders
-    g = torch.Generator().manual_seed(1)
-    batches = lambda n: [(torch.randn(8, 2, generator=g), torch.randn(8, 1, generator=g)) for _ in range(n)]
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
-    learn = Learner(DataLoaders(batches(6), batches(1)), model, torch.nn.MSELoss(), opt_func=opt_func)
-    learn.progress.show_table = False
-    before = [p.detach().clone() for p in model.parameters()]
-    learn.fit_one_cycle(2, lr_max=1e-2, moms=(0.95, 0.85, 0.95))
-    moved = any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    learn, before = problems.one_cycle_fit(opt_func)
+    moved = any(not torch.equal(a, b) for a, b in zip(before, learn.model.parameters()))
     return type(learn.opt), learn.opt.param_groups[0]['lr'], learn.opt.param_groups[0]['mom'], moved
 
 

@@ -16,7 +16,10 @@ float32), and the sum of each initial tensor, so that a test can tell that it bu
 """
 import json
 from pathlib import Path
+import sys
 import torch
+sys.path.insert(0, str(Path(__file__).parents[1]))    # tests/, for the problems the tests share
+import problems
 import fastai
 from fastai.optimizer import QHAdam, Lookahead, ranger, SGD, Adam
 
@@ -26,17 +29,8 @@ SCALES = [1., 1e-3, 0.1, 1., 1e-2, 3.]
 N_STEPS = 100
 
 
-def make_params(seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return [torch.randn(s, generator=g).requires_grad_() for s in SHAPES]
-
-
-def set_grads(ps, t, drop=0.):
-    g = torch.Generator().manual_seed(10_000 + t)
-    for p, scale in zip(ps, SCALES):
-        skip = torch.rand(1, generator=g).item() < drop
-        noise = torch.randn(p.shape, generator=g)
-        p.grad = None if skip else scale * noise + 0.1 * p.detach()
+def make_params(seed=0): return problems.make_params(SHAPES, seed)
+def set_grads(ps, t, drop=0.): problems.set_grads(ps, t, SCALES, drop)   # the problem the tests build: `tests/problems.py`
 
 
 INNER = {'SGD': SGD, 'Adam': Adam}

@@ -14,7 +14,10 @@ sum of each initial tensor, so that a test can tell that it built the same probl
 """
 import json
 from pathlib import Path
+import sys
 import torch
+sys.path.insert(0, str(Path(__file__).parents[1]))    # tests/, for the problems the tests share
+import problems
 import fastai
 from fastai.optimizer import RAdam, Lamb, Larc
 
@@ -24,17 +27,8 @@ SCALES = [1., 1e-3, 0.1, 1., 1e-2, 3.]   # gradient noise per tensor: some layer
 N_STEPS = 100
 
 
-def make_params(seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return [torch.randn(s, generator=g).requires_grad_() for s in SHAPES]
-
-
-def set_grads(ps, t, drop=0.):
-    g = torch.Generator().manual_seed(10_000 + t)
-    for p, scale in zip(ps, SCALES):
-        skip = torch.rand(1, generator=g).item() < drop
-        noise = torch.randn(p.shape, generator=g)
-        p.grad = None if skip else scale * noise + 0.1 * p.detach()
+def make_params(seed=0): return problems.make_params(SHAPES, seed)
+def set_grads(ps, t, drop=0.): problems.set_grads(ps, t, SCALES, drop)   # the problem the tests build: `tests/problems.py`
 
 
 # name -> (fastai constructor, keyword arguments (the same names in fastnote), lr, drop)
