@@ -111,7 +111,7 @@ def test_a_file_made_to_run_code_is_refused_and_runs_nothing(exported, tmp_path,
 def test_what_the_file_holds_is_data(exported):
     learn, f = exported
     state = torch.load(f, weights_only=True)                                   # the outer file: tensors and plain data
-    assert set(state) == {'meta', 'program'} and isinstance(state['program'], bytes)
+    assert set(state) == {'meta', 'program', 'fastnote checksum'} and isinstance(state['program'], bytes)
     meta = state['meta']
     assert meta['inputs'] == [{'shape': [3], 'dtype': 'float32'}] and meta['output_kind'] == 'single-label'
     assert meta['loss']['module'] == 'CrossEntropyLoss' and meta['model'] == 'Linear'

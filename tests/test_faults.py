@@ -115,3 +115,18 @@ def test_a_checkpoint_not_written_at_a_nan_loss_says_so(tmp_path):
     with pytest.warns(UserWarning, match=r'CheckpointCallback: no checkpoint at epoch 0, batch 2: the last loss \(nan\) holds NaN or inf'):
         learn.fit(1, cbs=[CheckpointCallback(every_n_batches=1), NaNLoss()])
     assert (tmp_path/'models'/'checkpoint.pth').is_file()                   # the batches before and after it were saved
+
+
+def test_a_checkpoint_with_a_flipped_bit_is_refused_by_name(tmp_path):
+    "torch loads a zip whose bytes changed without a word; the checksum fastnote stores with every checkpoint does not."
+    from fastnote import CheckpointError
+    learn = learner(tmp_path)
+    learn.fit(1, cbs=CheckpointCallback())
+    path = tmp_path/'models'/'checkpoint.pth'
+    w = learn.model.weight.detach()
+    data = bytearray(path.read_bytes()); at = bytes(data).find(w.numpy().tobytes())
+    assert at > 0
+    data[at + 1] ^= 0x10; path.write_bytes(bytes(data))
+    assert not torch.equal(torch.load(path, weights_only=True)['model']['weight'], w)
+    with pytest.raises(CheckpointError, match=r"checkpoint.pth is corrupted: its contents do not match the checksum"):
+        learner(tmp_path).fit(2, resume_from='checkpoint')
