@@ -29,7 +29,8 @@ MARKS = {
                                 'test_a_metric_that_does_not_say_how_it_combines_is_refused',
                                 'test_checkpoints_move_between_distributed_and_single_runs'},
         'test_resume.py': {'test_killed_process_resumes_bit_identical'},
-        'test_demo.py': {'test_trains_prints_the_table_and_writes_the_plots', 'test_compare_ranks_the_five_optimizers'},
+        'test_demo.py': {'test_trains_prints_the_table_and_writes_the_plots', 'test_compare_ranks_every_optimizer'},
+        'test_faults.py': {'test_ctrl_c_during_saves_arrives_as_keyboard_interrupt'},
         'test_lightning.py': '*', 'test_hf_trainer.py': '*',                 # a whole client library is imported and run
         'test_export.py': {'test_a_fresh_process_without_the_training_code_predicts_the_same_classes'},   # trains, then 2 processes
     },
@@ -49,6 +50,7 @@ MARKS = {
                                 'test_checkpoints_move_between_distributed_and_single_runs'},
         'test_resume.py': {'test_killed_process_resumes_bit_identical', 'test_killing_the_writer_never_leaves_a_broken_checkpoint'},
         'test_sync.py': {'test_export_leaves_no_diff', 'test_notebooks_are_clean'},
+        'test_faults.py': {'test_a_save_past_the_size_limit_says_so_and_keeps_the_old_file', 'test_ctrl_c_during_saves_arrives_as_keyboard_interrupt'},
         'test_setup.py': {'test_setup_installs_only_when_its_inputs_change', 'test_hooks_make_git_diff_work_without_the_venv'},
     },
 }

@@ -130,3 +130,29 @@ def test_a_checkpoint_with_a_flipped_bit_is_refused_by_name(tmp_path):
     assert not torch.equal(torch.load(path, weights_only=True)['model']['weight'], w)
     with pytest.raises(CheckpointError, match=r"checkpoint.pth is corrupted: its contents do not match the checksum"):
         learner(tmp_path).fit(2, resume_from='checkpoint')
+
+
+SAVING_LOOP = textwrap.dedent('''
+    import sys, torch
+    from fastnote import atomic_save
+    big = {'w': torch.randn(8_000_000)}                      # 32 MB: most of the time is spent inside torch.save
+    print('ready', flush=True)
+    try:
+        while True: atomic_save(big, sys.argv[1])
+    except KeyboardInterrupt: print('KeyboardInterrupt'); sys.exit(0)
+    except BaseException as e: print(type(e).__name__, e); sys.exit(1)
+''')
+
+def test_ctrl_c_during_saves_arrives_as_keyboard_interrupt(tmp_path):
+    "A SIGINT while a process saves over and over: each time a KeyboardInterrupt (not torch's 'unexpected pos'), and a whole file."
+    import signal, time
+    results = []
+    for i in range(6):
+        proc = subprocess.Popen([sys.executable, '-c', SAVING_LOOP, str(tmp_path/'ck.pth')], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        assert proc.stdout.readline().strip() == 'ready'
+        time.sleep(0.6 + 0.37 * i)                           # a different moment of a save each time
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+        results.append((proc.returncode, out.strip()))
+    assert all(r == (0, 'KeyboardInterrupt') for r in results), results
+    assert safe_load(tmp_path/'ck.pth')['w'].numel() == 8_000_000 and [p.name for p in tmp_path.iterdir()] == ['ck.pth']
