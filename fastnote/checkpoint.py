@@ -54,7 +54,7 @@ class RecordingFile:
     "A file open for writing that remembers the first exception its `write` raised (a `KeyboardInterrupt`, a full disk), which torch's writer would replace by its own."
     def __init__(self, f): self.f, self.error = f, None
     def write(self, data):
-        "Write `data` to the file, remembering the exception if it raises."
+        "Write the bytes given to the file, remembering the exception if that raises."
         try: return self.f.write(data)
         except BaseException as e:
             if self.error is None: self.error = e

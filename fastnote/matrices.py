@@ -129,7 +129,7 @@ def eps_pair(eps, # torch's `eps`: a pair (eps1, eps2)
     return tuple(eps)
 
 class Adafactor(Optimizer):
-    r"""Adafactor: Adam's per-coordinate step size without Adam's memory; the second moment of a matrix is kept as
+    r"""Adam's per-coordinate step size without Adam's memory (Adafactor); the second moment of a matrix is kept as
     one mean per row and one per column; no first moment; steps relative to each tensor's scale. As in torch.
 
     With $\gamma$ (`lr`), $\tau$ (`beta2_decay`), $\epsilon_1, \epsilon_2$ (`eps1`, `eps2`, torch's `eps` pair),
@@ -254,7 +254,7 @@ muon_step.defaults = dict(adjust_lr_fn=None, muon=True)
 
 # %% ../nbs/18_matrices.ipynb #m49e6a79
 class Muon(Optimizer):
-    r"""Muon: SGD with Nesterov momentum whose direction for each matrix is orthogonalised (all its singular values
+    r"""SGD with Nesterov momentum (Muon) whose direction for each matrix is orthogonalised (all its singular values
     pushed to about 1) by a Newton–Schulz iteration; as in torch. A group with `muon=False` is AdamW instead, for the
     parameters that are not matrices.
 

@@ -119,7 +119,7 @@ def norms(ts:list)->torch.Tensor:
 def add_scaled(ps:list, # tensors, updated in place
                us:list, # what to add to them, one tensor each, same shapes
                scales:torch.Tensor): # one factor per tensor, as a vector
-    "Add `scales[i] * us[i]` to each `ps[i]` in place: on the CPU one pass per tensor, with no temporary copy of `us`."
+    "Add to each tensor its own multiple of another, in place (`ps[i] += scales[i] * us[i]`): on the CPU one pass per tensor, no temporary copy."
     if ps and ps[0].device.type == 'cpu':       # twice as fast as a multi-tensor multiply into new tensors, then an add
         for p, u, s in zip(ps, us, scales.tolist()): p.add_(u, alpha=s)
     else: torch._foreach_add_(ps, torch._foreach_mul(us, list(scales.unbind())))   # no sync with the device
