@@ -22,13 +22,15 @@ from .adam import step_stat, debias
 # %% ../nbs/15_trust.ipynb #86036828
 def decoupled_arg(decouple_wd, # fastnote's switch: decoupled weight decay (True) or L2 (False)
                   torch_hypers:dict, # the keyword arguments under torch's names; `decoupled_weight_decay` is taken out
-                  owner:str)->bool: # the optimizer's name, for messages
+                  owner:str, # the optimizer's name, for messages
+                  default:bool=True)->bool: # the class's default for `decouple_wd` (NAdam's, like torch's, is False)
     "Whether weight decay is decoupled: `decouple_wd`, or torch's `decoupled_weight_decay` in its place; both given and different is refused."
     if not isinstance(decouple_wd, bool): raise TypeError(f"{owner}: decouple_wd must be True or False, got {decouple_wd!r}")
     if 'decoupled_weight_decay' not in torch_hypers: return decouple_wd
     v = torch_hypers.pop('decoupled_weight_decay')
     if not isinstance(v, bool): raise TypeError(f"{owner}: decoupled_weight_decay must be True or False, got {v!r}")
-    if not decouple_wd and v: raise ValueError(f"{owner} got decouple_wd=False and torch's decoupled_weight_decay=True: give one")
+    if decouple_wd != default and decouple_wd != v:
+        raise ValueError(f"{owner} got decouple_wd={decouple_wd} and torch's decoupled_weight_decay={v}: give one")
     return v
 
 # %% ../nbs/15_trust.ipynb #75d64f26
