@@ -10,7 +10,8 @@ __all__ = ['step_stat', 'debias', 'adam_step', 'Adam']
 # %% ../nbs/04_adam.ipynb #99bae32c
 from functools import partial
 import torch
-from .optimizer import Optimizer, merge_torch_names
+from torch import Tensor
+from .optimizer import Optimizer, merge_torch_names, per_tensor
 from .decay import weight_decay, l2_reg
 from .momentum import average_grad
 from .rmsprop import average_sqr_grad
@@ -19,7 +20,7 @@ from .rmsprop import average_sqr_grad
 def step_stat(
     step:list, # steps taken so far, one count per parameter
     **_):
-    "Count the steps each parameter has taken, in the state `step`."
+    "Count the steps each parameter has taken, in the state `step` (numbers in eager steps, 0-d tensors in compiled ones)."
     return {'step': [s + 1 for s in step]}
 
 def _no_steps(p): return 0
@@ -32,6 +33,7 @@ def debias(
     step:int, # steps averaged so far
 )->float:
     "Total weight a moving average with `mom` and `damp` has given its values after `step` steps."
+    if isinstance(mom, Tensor) or isinstance(damp, Tensor): return damp * (1 - mom**step) / (1 - mom)   # compiled: no branch on values
     if damp == 1 - mom: return 1 - mom**step          # the usual case, without rounding `damp/(1-mom)`
     return damp * (1 - mom**step) / (1 - mom)
 
@@ -47,11 +49,16 @@ def adam_step(
     step:list, # steps taken, one count per parameter
     **_):
     "Adam's update from the debiased averages: `p -= lr * (grad_avg/debias1) / (sqrt(sqr_avg/debias2) + eps)`."
-    scale = {s: (-lr / debias(mom, 1 - mom, s), debias(sqr_mom, 1 - sqr_mom, s) ** 0.5) for s in set(step)}
     denom = torch._foreach_sqrt(sqr_avg)
-    torch._foreach_div_(denom, [scale[s][1] for s in step])
-    torch._foreach_add_(denom, eps)
-    torch._foreach_addcdiv_(p, grad_avg, denom, [scale[s][0] for s in step])
+    if isinstance(step[0], Tensor):    # compiled: counts and hyper-parameters are 0-d tensors
+        torch._foreach_mul_(denom, per_tensor([(1 - sqr_mom**s).rsqrt() for s in step]))    # products: one division per value
+        torch._foreach_add_(denom, eps)
+        torch._foreach_addcdiv_(p, torch._foreach_mul(grad_avg, per_tensor([-lr / (1 - mom**s) for s in step])), denom)
+    else:
+        scale = {s: (-lr / debias(mom, 1 - mom, s), debias(sqr_mom, 1 - sqr_mom, s) ** 0.5) for s in set(step)}
+        torch._foreach_div_(denom, [scale[s][1] for s in step])
+        torch._foreach_add_(denom, eps)
+        torch._foreach_addcdiv_(p, grad_avg, denom, [scale[s][0] for s in step])
 
 adam_step.defaults = dict(eps=1e-5)
 

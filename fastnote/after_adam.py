@@ -11,7 +11,7 @@ __all__ = ['LION_SWITCHES', 'SF_BOOKKEEPING', 'lion_step', 'lion_average', 'refu
 # %% ../nbs/17_after_adam.ipynb #38397b0a
 import warnings
 import torch
-from .optimizer import Optimizer, merge_torch_names
+from .optimizer import Optimizer, merge_torch_names, is_zero
 from .decay import weight_decay
 from .rmsprop import average_sqr_grad
 
@@ -129,7 +129,7 @@ def sf_adam_grad(
     torch._foreach_sqrt_(denom)
     torch._foreach_add_(denom, eps)
     g = torch._foreach_div(g, denom)
-    if wd != 0: torch._foreach_add_(g, p, alpha=wd)
+    if not is_zero(wd): torch._foreach_add_(g, p, alpha=wd)
     return {'g': g}
 
 sf_adam_grad.defaults = dict(sqr_mom=0.999, eps=1e-8, wd=0.)
@@ -151,10 +151,15 @@ def schedule_free_step(
     **_):
     "One schedule-free step on y, without x: `z -= lr*g`, `x` moves to `z` by `c = weight/weight_sum`, and `y = (1-mom)*z + mom*x` follows."
     weight = average_weight(k, r, lr_max, weight_lr_power)
-    c = weight / weight_sum if weight_sum else 0.
+    if isinstance(weight_sum, torch.Tensor): c = torch.where(weight_sum != 0, weight / weight_sum, 0.)   # compiled: no branch on values
+    else: c = weight / weight_sum if weight_sum else 0.
     torch._foreach_lerp_(p, z, c)
-    torch._foreach_add_(p, g, alpha=scheduled_lr * (mom * (1 - c) - 1))
-    torch._foreach_sub_(z, g, alpha=scheduled_lr)
+    if isinstance(c, torch.Tensor):     # compiled: a computed factor is multiplied in (as `alpha` it would be read as a number)
+        torch._foreach_add_(p, torch._foreach_mul(g, scheduled_lr * (mom * (1 - c) - 1)))
+        torch._foreach_sub_(z, torch._foreach_mul(g, scheduled_lr))
+    else:
+        torch._foreach_add_(p, g, alpha=scheduled_lr * (mom * (1 - c) - 1))
+        torch._foreach_sub_(z, g, alpha=scheduled_lr)
 
 schedule_free_step.defaults = dict(lr=0.0025, mom=0.9, warmup_steps=0, r=0., weight_lr_power=2.,
                                    k=0, weight_sum=0., lr_max=-1., scheduled_lr=0., train_mode=False)   # the bookkeeping, as schedulefree's

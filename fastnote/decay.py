@@ -9,6 +9,7 @@ __all__ = ['weight_decay', 'l2_reg']
 
 # %% ../nbs/05_decay.ipynb #eb3b4460
 import torch
+from .optimizer import is_zero
 
 # %% ../nbs/05_decay.ipynb #b095727f
 def weight_decay(
@@ -17,7 +18,7 @@ def weight_decay(
     wd:float, # weight decay
     **_):
     "Decoupled weight decay: shrink every parameter, `p *= 1 - lr*wd`."
-    if wd != 0: torch._foreach_mul_(p, 1 - lr * wd)
+    if not is_zero(wd): torch._foreach_mul_(p, 1 - lr * wd)
 
 weight_decay.defaults = dict(wd=0.)
 
@@ -28,6 +29,6 @@ def l2_reg(
     wd:float, # weight decay
     **_):
     "L2 regularisation: the later steppers see `g + wd*p` as the gradient (`p.grad` itself is left alone)."
-    if wd != 0: return {'g': torch._foreach_add(g, p, alpha=wd)}
+    if not is_zero(wd): return {'g': torch._foreach_add(g, p, alpha=wd)}
 
 l2_reg.defaults = dict(wd=0.)

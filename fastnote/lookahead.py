@@ -48,6 +48,17 @@ def nadam_step(
     mu_product:list, # the product of the momenta `nadam_mu` so far, one number per parameter
     **_):
     "NAdam's update: this step's gradient and the average of gradients, each weighted by the momentum schedule, over Adam's root mean square."
+    if isinstance(step[0], torch.Tensor):       # compiled: the same factors, one per tensor, from 0-d tensors
+        mus = [nadam_mu(mom, momentum_decay, s) for s in step]
+        mps = [mp * mu for mp, mu in zip(mu_product, mus)]
+        denom = torch._foreach_sqrt(sqr_avg)
+        torch._foreach_div_(denom, [(1 - sqr_mom**s).sqrt() for s in step])
+        torch._foreach_add_(denom, eps)
+        g_coef = [-lr * (1 - mu) / (1 - mp) for mu, mp in zip(mus, mps)]
+        avg_coef = [-lr * nadam_mu(mom, momentum_decay, s + 1) / (1 - mp * nadam_mu(mom, momentum_decay, s + 1)) for s, mp in zip(step, mps)]
+        torch._foreach_add_(p, torch._foreach_mul(torch._foreach_div(g, denom), g_coef))
+        torch._foreach_add_(p, torch._foreach_mul(torch._foreach_div(grad_avg, denom), avg_coef))
+        return {'mu_product': mps}
     coefs = {}             # (step, mu_product) -> (new mu_product, the gradient's factor, the average's, sqrt(debias2))
     for key in zip(step, mu_product):
         if key in coefs: continue
@@ -120,14 +131,14 @@ def qhadam_step(
     step:list, # steps taken, one count per parameter
     **_):
     "QHAdam's update: `p -= lr * ((1-nu_1) g + nu_1 m̂) / (sqrt((1-nu_2) g² + nu_2 v̂) + eps)`, with Adam's debiased averages."
-    for s, idx in steps_at(step).items():
+    for s, idx in steps_at(step):
         gs = [g[i] for i in idx]
         num = torch._foreach_div([grad_avg[i] for i in idx], debias(mom, 1 - mom, s))
-        if nu_1 != 1:
+        if isinstance(nu_1, torch.Tensor) or nu_1 != 1:
             torch._foreach_mul_(num, nu_1)
             torch._foreach_add_(num, torch._foreach_mul(gs, 1 - nu_1))
         denom = torch._foreach_div([sqr_avg[i] for i in idx], debias(sqr_mom, 1 - sqr_mom, s))
-        if nu_2 != 1:
+        if isinstance(nu_2, torch.Tensor) or nu_2 != 1:
             torch._foreach_mul_(denom, nu_2)
             torch._foreach_add_(denom, torch._foreach_mul(torch._foreach_mul(gs, gs), 1 - nu_2))
         torch._foreach_sqrt_(denom)

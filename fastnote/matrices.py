@@ -104,6 +104,18 @@ def adafactor_step(
     **_):
     "Adafactor's update: `g / sqrt(estimate)`, scaled down to RMS at most `d`, times `max(eps2, RMS(p)) * min(lr, 1/sqrt(t))`."
     eps1 = [torch.finfo(x.dtype).eps if eps1 is None else eps1 for x in p]      # None: each parameter's dtype's
+    if isinstance(step[0], torch.Tensor):      # compiled: the same, with 0-d tensors and no Python numbers from tensors
+        rms = [n / x.numel() ** 0.5 for n, x in zip(torch._foreach_norm(p), p)]
+        alphas = [r.clamp(min=eps2) * torch.minimum(torch.as_tensor(lr), s.rsqrt()) for r, s in zip(rms, step)]
+        weight_decay(p, lr, wd)
+        upd = sqr_estimate(row_var, col_var, variance, eps1)
+        for u, e in zip(upd, eps1): u.clamp_min_(e * e)
+        torch._foreach_rsqrt_(upd)
+        torch._foreach_mul_(upd, g)
+        u_rms = [n / (u.numel() ** 0.5 * d) for n, u in zip(torch._foreach_norm(upd), upd)]
+        torch._foreach_mul_(upd, [-a / r.clamp(min=1.) for a, r in zip(alphas, u_rms)])
+        torch._foreach_add_(p, upd)
+        return
     rms = [n / x.numel() ** 0.5 for n, x in zip(torch.stack(torch._foreach_norm(p)).tolist(), p)]
     alphas = [max(eps2, r) * min(lr, 1 / float(s) ** 0.5) for r, s in zip(rms, step)]
     weight_decay(p, lr, wd)
@@ -211,6 +223,7 @@ def newton_schulz(
 
 newton_schulz.defaults = dict(ns_coefficients=NS_COEFFICIENTS, ns_steps=5, eps=1e-7)
 newton_schulz.ranges = dict(ns_steps=dict(low=0, high=100, integer=True, high_open=True))
+newton_schulz.static = {'ns_steps'}     # a loop count: a compiled step keeps it a constant
 newton_schulz.whole_tensors = True           # a matrix function: whole matrices only
 
 # %% ../nbs/18_matrices.ipynb #m41bf940

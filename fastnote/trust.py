@@ -13,7 +13,7 @@ import math
 from functools import partial
 import torch
 import torch.nn.functional as F
-from .optimizer import Optimizer, merge_torch_names
+from .optimizer import Optimizer, merge_torch_names, is_zero
 from .decay import weight_decay, l2_reg
 from .momentum import average_grad
 from .rmsprop import average_sqr_grad
@@ -41,15 +41,19 @@ def rectification(
     "RAdam's rectification term: the factor on Adam's step at `step`, or 0 while the variance estimate is too short to trust."
     rho_inf = 2 / (1 - sqr_mom) - 1
     rho = rho_inf - 2 * step * sqr_mom**step / (1 - sqr_mom**step)
+    if isinstance(rho, torch.Tensor):      # compiled: the same, without a branch on the value
+        r2 = (rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho)
+        return torch.where(rho > 5, r2.clamp(min=0).sqrt(), 0.)
     if rho <= 5: return 0.
     return math.sqrt((rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho))
 
 # %% ../nbs/15_trust.ipynb #0205a7c1
-def steps_at(step:list)->dict:
-    "The positions of the parameters that have taken each step count, `{count: [i, ...]}`: usually one count for all."
+def steps_at(step:list)->list:
+    "The positions of the parameters that have taken each step count, `[(count, [i, ...]), ...]`: usually one count for all; one pair per parameter when the counts are 0-d tensors (compiled)."
+    if step and isinstance(step[0], torch.Tensor): return [(s, [i]) for i, s in enumerate(step)]
     res = {}
     for i, s in enumerate(step): res.setdefault(s, []).append(i)
-    return res
+    return list(res.items())
 
 def radam_step(
     p:list, # parameter tensors, updated in place
@@ -63,19 +67,27 @@ def radam_step(
     beta:float=0., # above 0, the denominator goes through `softplus(., beta)` (fastai's SAdam)
     **_):
     "RAdam's update: Adam's step times `rectification`, or a debiased momentum step `p -= lr * grad_avg/debias1` while that is 0."
-    for s, idx in steps_at(step).items():
+    for s, idx in steps_at(step):
         ps, avgs = [p[i] for i in idx], [grad_avg[i] for i in idx]
         r, debias1 = rectification(sqr_mom, s), debias(mom, 1 - mom, s)
+        if isinstance(r, torch.Tensor):      # compiled: both branches, chosen by torch.where
+            denom = torch._foreach_sqrt([sqr_avg[i] for i in idx])
+            torch._foreach_div_(denom, debias(sqr_mom, 1 - sqr_mom, s) ** 0.5)
+            torch._foreach_add_(denom, eps)
+            if beta: denom = [F.softplus(d, beta) for d in denom]
+            denom = [torch.where(r > 0, d, 1.) for d in denom]
+            torch._foreach_addcdiv_(ps, avgs, denom, value=torch.where(r > 0, -lr * r / debias1, -lr / debias1)); continue
         if r == 0.:                    # too few steps to trust the variance: momentum alone
             torch._foreach_add_(ps, avgs, alpha=-lr / debias1); continue
         denom = torch._foreach_sqrt([sqr_avg[i] for i in idx])
         torch._foreach_div_(denom, debias(sqr_mom, 1 - sqr_mom, s) ** 0.5)
-        if eps: torch._foreach_add_(denom, eps)
+        if not is_zero(eps): torch._foreach_add_(denom, eps)
         if beta: denom = [F.softplus(d, beta) for d in denom]
         torch._foreach_addcdiv_(ps, avgs, denom, value=-lr * r / debias1)
 
 radam_step.defaults = dict(eps=1e-5, beta=0.)
 radam_step.ranges = {'beta': dict(low=0)}
+radam_step.static = {'beta'}     # a switch more than a number (fastai's SAdam): a compiled step keeps it a constant
 
 # %% ../nbs/15_trust.ipynb #c4fce5e7
 class RAdam(Optimizer):
@@ -122,7 +134,7 @@ def add_scaled(ps:list, # tensors, updated in place
                us:list, # what to add to them, one tensor each, same shapes
                scales:torch.Tensor): # one factor per tensor, as a vector
     "Add to each tensor its own multiple of another, in place (`ps[i] += scales[i] * us[i]`): on the CPU one pass per tensor, no temporary copy."
-    if ps and ps[0].device.type == 'cpu':       # twice as fast as a multi-tensor multiply into new tensors, then an add
+    if ps and ps[0].device.type == 'cpu' and not torch.compiler.is_compiling():       # twice as fast as a multi-tensor multiply into new tensors, then an add
         for p, u, s in zip(ps, us, scales.tolist()): p.add_(u, alpha=s)
     else: torch._foreach_add_(ps, torch._foreach_mul(us, list(scales.unbind())))   # no sync with the device
 
@@ -195,7 +207,7 @@ def lamb_step(
     step:list, # steps taken, one count per parameter
     **_):
     "LAMB's update: Adam's step `u` of each parameter, times `lr * min(‖p‖/‖u‖, 10)` (1 for the ratio if either norm is 0)."
-    for s, idx in steps_at(step).items():
+    for s, idx in steps_at(step):
         ps = [p[i] for i in idx]
         upd = torch._foreach_div([grad_avg[i] for i in idx], debias(mom, 1 - mom, s))
         denom = torch._foreach_sqrt([sqr_avg[i] for i in idx])

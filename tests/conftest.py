@@ -31,6 +31,7 @@ MARKS = {
         'test_resume.py': {'test_killed_process_resumes_bit_identical'},
         'test_demo.py': {'test_trains_prints_the_table_and_writes_the_plots', 'test_compare_ranks_every_optimizer'},
         'test_faults.py': {'test_ctrl_c_during_saves_arrives_as_keyboard_interrupt'},
+        'test_compile.py': '*',                                       # inductor compiles every chain (seconds each, on an empty cache)
         'test_lightning.py': '*', 'test_hf_trainer.py': '*',                 # a whole client library is imported and run
         'test_export.py': {'test_a_fresh_process_without_the_training_code_predicts_the_same_classes'},   # trains, then 2 processes
     },

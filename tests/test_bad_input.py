@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st, HealthCheck
 
 from fastnote import (Learner, DataLoaders, Callback, Adam, SGD, ParamScheduler, SchedNo, SchedLin, SchedCos, SchedExp, SchedPoly,
                       CheckpointCallback, SaveModelCallback, CSVLogger, EarlyStoppingCallback, GradientClip, ProgressCallback,
-                      DistributedTrainer, CheckpointError, combine_scheds, combined_cos, sgdr_sched, set_opt_hypers, accuracy)
+                      DistributedTrainer, CheckpointError, combine_scheds, combined_cos, sgdr_sched, set_opt_hypers, accuracy, Optimizer, per_param)
 
 
 def batches(n=3, bs=8, seed=0):
@@ -66,6 +66,9 @@ HYPER_CASES = {
     'no path': (lambda: learner(path=None), TypeError, r'path must be a folder \(a str or a pathlib.Path\), got None'),
     'a number as model_dir': (lambda: learner(model_dir=3), TypeError, r'model_dir must be a folder .*got 3'),
     'train_bn as a string': (lambda: learner(train_bn='no'), TypeError, r"train_bn must be True or False, got 'no' of type str"),
+    'compile as a string': (lambda: Adam([torch.zeros(2, requires_grad=True)], 1e-3, compile='yes'), TypeError, r"compile must be True or False, got 'yes'"),
+    'compile with per-param steppers': (lambda: Optimizer([torch.zeros(2, requires_grad=True)], [per_param(lambda p, **_: None)], compile=True),
+                                         ValueError, r'compile=True needs list steppers'),
     'reset_opt as a string': (lambda: learner().fit(1, reset_opt='no'), TypeError, r"reset_opt must be True or False, got 'no'"),
     'an unknown hyper in a schedule': (lambda: learner().fit(1, cbs=ParamScheduler({'beta1': SchedNo(0.9, 0.9)})), ValueError,
                                        r"ParamScheduler: \w+ has no hyper-parameter 'beta1'; it has \["),
