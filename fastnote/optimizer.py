@@ -431,11 +431,14 @@ class Optimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad(): loss = closure()
         with torch.no_grad():
-            if (self.compile and not self._compiled.get('failed')) or torch.compiler.is_compiling(): self._step_compiled(); return loss
-            for group in self.param_groups:
-                ps = [p for p in group['params'] if p.grad is not None]
-                if ps: self._step_group(group, ps)
+            if (self.compile and not self._compiled.get('failed')) or torch.compiler.is_compiling(): self._step_compiled()
+            else: self._step_eager(self.param_groups)
         return loss
+
+    def _step_eager(self, groups:list):
+        for group in groups:
+            ps = [p for p in group['params'] if p.grad is not None]
+            if ps: self._step_group(group, ps)
 
     def _step_compiled(self):
         "Each group's whole chain in one call: compiled by `compile=True`, or traced inline when `torch.compile(opt.step)` runs this."
@@ -463,13 +466,15 @@ class Optimizer(torch.optim.Optimizer):
             states = [scalars_as_tensors(self._state_of(p, init), p, counts) for p in ps]
             state = {k: [st[k] for st in states] for k in init}
             jobs.append(((i, steppers), steppers, ps, [p.grad for p in ps], state,
-                         self._hyper_tensors(i, group, ps[0].device), states))
+                         self._hyper_tensors(i, group, steppers, ps[0].device), states))
         return jobs
 
-    def _hyper_tensors(self, i:int, group:dict, device)->dict:
+    def _hyper_tensors(self, i:int, group:dict, steppers:tuple, device)->dict:
         "The group's hyper-parameters for a compiled chain: each number (a step count too) copied into a 0-d float32 tensor kept for the group; switches (bools, None, strings), and the names a stepper declares in `static` (loop counts), as they are."
         cache = self._compiled.setdefault(('hypers', i, device), {})
-        res, static = {}, {k for s in self.steppers_for(group) for k in stepper_attr(s, 'static')}
+        static = self._compiled.get(('static', steppers))
+        if static is None: static = self._compiled[('static', steppers)] = {k for s in steppers for k in stepper_attr(s, 'static')}
+        res = {}
         for k in self.hyper_names:
             v = group.get(k)
             if k in static: res[k] = v.item() if isinstance(v, Tensor) else v    # a stepper branches on it: a constant of the graph
@@ -508,16 +513,17 @@ class Optimizer(torch.optim.Optimizer):
 
     def _fall_back(self, first:int):
         "Take this step from group `first` on, and all later steps, eagerly, with the counts the compiled steps kept as tensors turned back into numbers."
+        self._counts_as_numbers()
+        self._step_eager(self.param_groups[first:])
+
+    def _counts_as_numbers(self):
+        "The step counts of every parameter's state as the Python numbers eager steps keep."
         counts = number_state(self.init_state)
         for st in self.state.values(): scalars_as_numbers(st, counts)
-        for group in self.param_groups[first:]:
-            ps = [p for p in group['params'] if p.grad is not None]
-            if ps: self._step_group(group, ps)
 
     def _store_compiled(self, new:dict, states:list):
         "Put the state a compiled chain returned into each parameter's state dict (in-place updates are there already)."
         for k, values in new.items():
-            if k == 'g': continue
             for st, v in zip(states, values):
                 if st.get(k) is not v: st[k] = v
 
@@ -588,9 +594,7 @@ class Optimizer(torch.optim.Optimizer):
             raise ValueError(f"this state dict holds state {unknown} that none of {type(self).__name__}'s steppers {mine} "
                              f"keeps (they keep {sorted(known)}): it was saved by another optimizer")
         super().load_state_dict({k: v for k, v in state_dict.items() if k != 'steppers'})
-        if not self.compile:            # counts a compiled optimizer saved as 0-d tensors are numbers in eager steps
-            counts = number_state(self.init_state)
-            for st in self.state.values(): scalars_as_numbers(st, counts)
+        if not self.compile: self._counts_as_numbers()    # counts a compiled optimizer saved as 0-d tensors
 
     def __getstate__(self): return {**super().__getstate__(), 'steppers': self.steppers, 'compile': self.compile}   # torch's keeps only groups and state; compiled functions are made again
 

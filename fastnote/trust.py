@@ -70,20 +70,16 @@ def radam_step(
     for s, idx in steps_at(step):
         ps, avgs = [p[i] for i in idx], [grad_avg[i] for i in idx]
         r, debias1 = rectification(sqr_mom, s), debias(mom, 1 - mom, s)
-        if isinstance(r, torch.Tensor):      # compiled: both branches, chosen by torch.where
-            denom = torch._foreach_sqrt([sqr_avg[i] for i in idx])
-            torch._foreach_div_(denom, debias(sqr_mom, 1 - sqr_mom, s) ** 0.5)
-            torch._foreach_add_(denom, eps)
-            if beta: denom = [F.softplus(d, beta) for d in denom]
-            denom = [torch.where(r > 0, d, 1.) for d in denom]
-            torch._foreach_addcdiv_(ps, avgs, denom, value=torch.where(r > 0, -lr * r / debias1, -lr / debias1)); continue
-        if r == 0.:                    # too few steps to trust the variance: momentum alone
+        if not isinstance(r, torch.Tensor) and r == 0.:    # too few steps to trust the variance: momentum alone
             torch._foreach_add_(ps, avgs, alpha=-lr / debias1); continue
         denom = torch._foreach_sqrt([sqr_avg[i] for i in idx])
         torch._foreach_div_(denom, debias(sqr_mom, 1 - sqr_mom, s) ** 0.5)
         if not is_zero(eps): torch._foreach_add_(denom, eps)
         if beta: denom = [F.softplus(d, beta) for d in denom]
-        torch._foreach_addcdiv_(ps, avgs, denom, value=-lr * r / debias1)
+        if isinstance(r, torch.Tensor):      # compiled: both steps, chosen by torch.where rather than by a branch
+            denom = [torch.where(r > 0, d, 1.) for d in denom]
+            torch._foreach_addcdiv_(ps, avgs, denom, value=torch.where(r > 0, -lr * r / debias1, -lr / debias1))
+        else: torch._foreach_addcdiv_(ps, avgs, denom, value=-lr * r / debias1)
 
 radam_step.defaults = dict(eps=1e-5, beta=0.)
 radam_step.ranges = {'beta': dict(low=0)}

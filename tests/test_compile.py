@@ -49,7 +49,7 @@ def schedule(opt, i):
     "What a schedule does every batch: a new lr (and mom, where there is one) in every group."
     inner = getattr(opt, 'opt', opt)
     for pg in inner.param_groups:
-        pg['lr'] = pg.get('initial', 1e-2) * (0.5 + 0.5 * (i % 10) / 10) if 'initial' in pg else pg['lr'] * (1.01 if i % 2 else 1 / 1.01)
+        pg['lr'] = pg['lr'] * (1.01 if i % 2 else 1 / 1.01)
         if 'mom' in pg and isinstance(pg['mom'], float) and 0 < pg['mom'] < 0.99 and not isinstance(inner, fn.AdamWScheduleFree):
             pg['mom'] = pg['mom'] * (1.001 if i % 2 else 1 / 1.001)
 
